@@ -1,0 +1,99 @@
+"""The claims ledger: one computed verdict per claim of the paper.
+
+Notebooks call :func:`record` with a verdict they computed (never typed by hand: pass the
+boolean test that decides it through :func:`verdict`); each record is one JSON file under
+``data/ledger/``, written atomically. The ledger page reads them all with :func:`load` and
+renders them with :func:`to_markdown`, each row with a stable anchor ``claim-<id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["VERDICTS", "Claim", "verdict", "record", "load", "to_markdown", "repo_root", "ledger_dir"]
+
+VERDICTS = ("confirmed", "holds under a condition", "refuted", "not tested here", "not run here")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str  # stable slug; the anchor is "claim-<id>"
+    claim: str  # what the paper says
+    verdict: str  # one of VERDICTS
+    evidence: str  # the computed numbers that decided it
+    section: str  # book page (and anchor) that shows it, e.g. "notebooks/theory_bounds"
+    source: str  # notebook that recorded it
+    order: float = 0.0  # position in the ledger table
+
+
+def verdict(holds: bool, condition_holds: bool | None = None) -> str:
+    """Map computed facts to a verdict.
+
+    ``holds``: the claim holds as stated. ``condition_holds``: it holds under a stated condition
+    (only consulted when it does not hold as stated).
+    """
+    if holds:
+        return "confirmed"
+    if condition_holds:
+        return "holds under a condition"
+    return "refuted"
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The book's root: ``$APALU_BOOK_ROOT`` or the nearest folder up from ``start`` with ``_toc.yml``."""
+    env = os.environ.get("APALU_BOOK_ROOT")
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists():
+            return folder
+    raise FileNotFoundError(f"no _toc.yml above {here}; set APALU_BOOK_ROOT to the book's root")
+
+
+def ledger_dir() -> Path:
+    return repo_root() / "data" / "ledger"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def record(claim: Claim, folder: Path | None = None) -> Path:
+    """Write one claim's verdict to ``<folder>/<id>.json`` (default: ``data/ledger``)."""
+    if not _ID.match(claim.id):
+        raise ValueError(f"claim id {claim.id!r} must be a lowercase slug (letters, digits, '-')")
+    if claim.verdict not in VERDICTS:
+        raise ValueError(f"verdict {claim.verdict!r} is not one of {VERDICTS}")
+    path = (folder or ledger_dir()) / f"{claim.id}.json"
+    _atomic_write(path, json.dumps(asdict(claim), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def load(folder: Path | None = None) -> list[Claim]:
+    """Every recorded claim, ordered by ``order`` then id."""
+    folder = folder or ledger_dir()
+    claims = [Claim(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    return sorted(claims, key=lambda c: (c.order, c.id))
+
+
+def to_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
+    """A Markdown table with one anchored row per claim (render with IPython's Markdown)."""
+    rows = ["| | Claim (paper) | Verdict | Evidence (computed) | Where |", "|---|---|---|---|---|"]
+    for c in claims:
+        cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        rows.append(
+            f'| <a id="claim-{c.id}"></a>[#](#claim-{c.id}) | {cell(c.claim)} | **{c.verdict}** '
+            f"| {cell(c.evidence)} | [{c.section}]({link_prefix}{c.section}.html) |"
+        )
+    return "\n".join(rows)
