@@ -1,0 +1,104 @@
+# apalu-book: build the book and run every check from a fresh clone with only python3.
+#
+#   make book    build the HTML book (warnings are errors); prints where index.html is
+#   make test    unit tests + nbval over notebooks/ + book build + headless-browser test
+#   make lock    refreeze requirements.lock from .venv
+#   make clean   remove _build (HTML, execution cache, tool caches)
+#
+# The venv is (re)installed only when requirements.lock or pyproject.toml change
+# (stamp file .venv/.installed).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BUILD  := _build
+HTML   := $(BUILD)/html
+CACHE  := $(BUILD)/.cache
+# make test REQUIRE_BROWSER=0 skips the browser test when chromium is missing.
+REQUIRE_BROWSER ?= 1
+
+# Keep tools out of ~ (pitfall 13): everything they write goes under _build/.cache.
+export MPLCONFIGDIR        := $(CURDIR)/$(CACHE)/matplotlib
+export IPYTHONDIR          := $(CURDIR)/$(CACHE)/ipython
+export JUPYTER_RUNTIME_DIR := $(CURDIR)/$(CACHE)/jupyter-runtime
+export JUPYTER_DATA_DIR    := $(CURDIR)/$(CACHE)/jupyter-data
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK  := 1
+export PYTHONDONTWRITEBYTECODE        := 1
+
+# Notebooks are re-executed from the cache unless their code changed (pitfall 4): the
+# package they import is part of the key here, so editing apalu/ clears the cache.
+PKG_HASH = $(shell cat $$(find apalu -name '*.py' 2>/dev/null | LC_ALL=C sort) requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
+NOTEBOOKS = $(wildcard notebooks/*.ipynb)
+
+JB_FLAGS := -W -n --keep-going --all
+
+.PHONY: help venv book test test-unit test-nbval test-browser lock clean distclean
+
+help:
+	@echo "make book    build the book into $(HTML) (warnings are errors)"
+	@echo "make test    unit tests, nbval, book build, browser test (screenshots: artifacts/screenshots/)"
+	@echo "make lock    refreeze requirements.lock from $(VENV)"
+	@echo "make clean   remove $(BUILD) (incl. the notebook execution cache)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q -e . --no-deps
+	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'expected the CPU build of torch'; print('torch', torch.__version__, '(CPU)')"
+	@touch $@
+
+book: $(STAMP)
+	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
+	@if [ "$$(cat $(BUILD)/.pkg-hash 2>/dev/null)" != "$(PKG_HASH)" ]; then \
+	  echo "apalu/ or the lock changed: clearing the notebook execution cache"; \
+	  rm -rf $(BUILD)/.jupyter_cache $(BUILD)/jupyter_execute; fi
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo "$(PKG_HASH)" > $(BUILD)/.pkg-hash
+	@echo
+	@echo "Book built: $(CURDIR)/$(HTML)/index.html"
+
+test: $(STAMP)
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-nbval
+	@$(MAKE) --no-print-directory book
+	@$(MAKE) --no-print-directory test-browser
+	@echo "make test: all checks passed"
+
+test-unit: $(STAMP)
+	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
+	$(BIN)/python -m pytest tests/ -p no:cacheprovider
+
+# Strict nbval: every stored output must be reproduced (modulo tests/nbval_sanitize.cfg).
+test-nbval: $(STAMP)
+	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
+	@if [ -z "$(NOTEBOOKS)" ]; then echo "nbval: no notebooks under notebooks/, nothing to check"; exit 0; fi; \
+	$(BIN)/python -m pytest --nbval $(NOTEBOOKS) --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
+	  -p no:cacheprovider -o addopts="-ra"
+
+test-browser: $(STAMP)
+	@test -f $(HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
+	APALU_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest tests/test_browser.py \
+	  -m browser -p no:cacheprovider
+
+lock:
+	@test -x $(BIN)/python || { echo "no $(VENV): create it (python3 -m venv $(VENV); pip install -r requirements.in)"; exit 1; }
+	@{ echo "# Frozen environment for make book / make test. Regenerate with: make lock"; \
+	   echo "# (direct dependencies: requirements.in and pyproject.toml)"; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(apalu)([=@ ]|$$)'; } > requirements.lock.tmp
+	@mv requirements.lock.tmp requirements.lock
+	@echo "requirements.lock: $$(grep -vc '^#' requirements.lock) packages"
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf $(VENV) artifacts
