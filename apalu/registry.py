@@ -64,7 +64,8 @@ def replace_activations(
     replaced_by: dict[int, nn.Module] = {}
     count = 0
     for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
+        # _modules, not named_children(): the latter skips a second position of a shared module
+        for child_name, child in list(parent._modules.items()):
             if isinstance(child, targets):
                 if id(child) not in replaced_by:
                     replaced_by[id(child)] = make_activation(name, **kwargs)

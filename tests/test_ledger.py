@@ -1,0 +1,46 @@
+"""The claims ledger: records are validated, written atomically and rendered with anchors."""
+
+import pytest
+
+from apalu import ledger
+from apalu.ledger import Claim
+
+
+def _claim(**kw):
+    base = dict(id="continuity", claim="f is continuous", verdict="confirmed",
+                evidence="f(0+) - f(0-) = 0", section="notebooks/theory", source="theory.ipynb")
+    return Claim(**{**base, **kw})
+
+
+def test_verdict_mapping():
+    assert ledger.verdict(True) == "confirmed"
+    assert ledger.verdict(False, condition_holds=True) == "holds under a condition"
+    assert ledger.verdict(False) == "refuted"
+    assert ledger.verdict(False, condition_holds=False) == "refuted"
+
+
+def test_record_load_render(tmp_path):
+    ledger.record(_claim(order=2), tmp_path)
+    ledger.record(_claim(id="lower-bound", verdict="refuted", order=1, evidence="inf f' = 0 | x<0"), tmp_path)
+    claims = ledger.load(tmp_path)
+    assert [c.id for c in claims] == ["lower-bound", "continuity"]
+    md = ledger.to_markdown(claims)
+    assert '<a id="claim-continuity"></a>' in md and "**refuted**" in md
+    assert "inf f' = 0 \\| x<0" in md  # pipes escaped so the table stays a table
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("kw,match", [({"verdict": "true"}, "not one of"), ({"id": "Bad Id"}, "slug")])
+def test_record_rejects_bad_claims(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        ledger.record(_claim(**kw), tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_repo_root_from_env_and_search(tmp_path, monkeypatch):
+    (tmp_path / "_toc.yml").write_text("root: x\n")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.delenv("APALU_BOOK_ROOT", raising=False)
+    assert ledger.repo_root(tmp_path / "notebooks") == tmp_path
+    monkeypatch.setenv("APALU_BOOK_ROOT", str(tmp_path / "elsewhere"))
+    assert ledger.repo_root() == tmp_path / "elsewhere"
