@@ -1,0 +1,33 @@
+"""CITATION.cff validates against the CFF 1.2.0 schema; the cite page's BibTeX is generated."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from apalu.citation import bibtex_entry, book_bibtex
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "cff-1.2.0.schema.json").read_text())
+
+
+def test_citation_cff_is_valid_cff_1_2():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    cff["date-released"] = str(cff["date-released"])  # YAML parses dates; the schema wants a string
+    jsonschema.validate(cff, SCHEMA)
+
+
+def test_schema_check_can_fail():
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"cff-version": "1.2.0", "title": "x"}, SCHEMA)  # no authors/message
+
+
+def test_bibtex_for_book_and_paper():
+    book = book_bibtex(ROOT / "CITATION.cff")
+    assert book.startswith("@software{apalubook,") and "APALU, derived and tested" in book
+    paper = bibtex_entry(ROOT / "book" / "references.bib", "apalu2024")
+    assert "2402.08244" in paper and paper.endswith("}")
+    with pytest.raises(KeyError, match="nosuchkey"):
+        bibtex_entry(ROOT / "book" / "references.bib", "nosuchkey")
