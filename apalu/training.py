@@ -1,0 +1,276 @@
+"""One training loop for classification, regression and one-class (Deep SVDD) objectives.
+
+:func:`fit` is seeded and deterministic on the CPU, picks the device with ``device="auto"``,
+shows an optional tqdm bar, records per-epoch metrics (and per-step losses on request), logs
+APALU's a and b per layer/channel, and treats a NaN/inf or exploding loss as a recorded
+divergence, not a crash.
+
+>>> from apalu.data import load_dataset
+>>> from apalu.models import MLP
+>>> from apalu.training import fit
+>>> ds = load_dataset("digits", n_train=200)
+>>> res = fit(MLP(ds.in_features, 10, width=16), ds, epochs=1, seed=0)
+>>> sorted(res.final)[:3]
+['diverged', 'diverged_step', 'epochs_run']
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .models import activation_params
+from .optim import param_groups
+
+__all__ = ["FitResult", "fit", "evaluate", "resolve_device", "seed_everything", "METRICS", "OPTIMIZERS",
+           "DEVICES"]
+
+METRICS = {"classification": "accuracy", "regression": "mse", "one_class": "auc"}
+OPTIMIZERS = ("adam", "sgd", "adamw")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" → cuda if available, else mps, else cpu. Unknown names raise ValueError."""
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; use one of {', '.join(DEVICES)} (or 'cuda:N')")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch Generator (CPU) seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    ``history``: one row per epoch (epoch, step, train_loss, val_loss, val_<metric>), epoch 0
+    being the untrained model. ``steps``: per-step train loss (when ``log_steps``).
+    ``act_params``: a, b per APALU layer/channel at each logged step. ``final``: test metrics,
+    divergence, wall time.
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    steps: pd.DataFrame
+    act_params: pd.DataFrame
+    final: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.final.get("diverged", False))
+
+    def rows(self, **config) -> list[dict]:
+        """Tidy rows, one per final metric, each carrying ``config`` (for a results CSV)."""
+        keys = [k for k in self.final if isinstance(self.final[k], (int, float, bool, np.floating))]
+        return [{**config, "metric": k, "value": float(self.final[k])} for k in keys]
+
+
+def _loss_fn(task: str):
+    if task == "classification":
+        return nn.CrossEntropyLoss()
+    if task == "regression":
+        return nn.MSELoss()
+    if task == "one_class":
+        return lambda z, c: ((z - c) ** 2).sum(1).mean()
+    raise ValueError(f"unknown task {task!r}; known: {', '.join(METRICS)}")
+
+
+@torch.no_grad()
+def _svdd_center(model, X, device, batch_size, eps=0.1):
+    """Deep SVDD's centre: the mean initial embedding, coordinates near 0 pushed to ±eps."""
+    model.eval()
+    z = torch.cat([model(X[i:i + batch_size].to(device)) for i in range(0, len(X), batch_size)])
+    c = z.mean(0)
+    c[(c.abs() < eps) & (c < 0)] = -eps
+    c[(c.abs() < eps) & (c >= 0)] = eps
+    return c
+
+
+@torch.no_grad()
+def evaluate(model, X, y, task: str, device="cpu", batch_size: int = 512, center=None) -> dict:
+    """Loss and the task's metric (accuracy, MSE, or AUC of the distance to ``center``)."""
+    model.eval()
+    device = torch.device(device) if isinstance(device, str) else device
+    outs = [model(X[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(X), batch_size)]
+    out = torch.cat(outs) if outs else torch.empty(0)
+    if task == "classification":
+        loss = nn.functional.cross_entropy(out, y).item()
+        return {"loss": loss, "accuracy": (out.argmax(1) == y).float().mean().item()}
+    if task == "regression":
+        loss = nn.functional.mse_loss(out, y).item()
+        return {"loss": loss, "mse": loss}
+    score = ((out - center.cpu()) ** 2).sum(1)
+    normal = y == 0
+    loss = score[normal].mean().item() if normal.any() else float("nan")
+    if not torch.isfinite(score).all() or y.min() == y.max():
+        return {"loss": loss, "auc": float("nan")}
+    from sklearn.metrics import roc_auc_score
+
+    return {"loss": loss, "auc": float(roc_auc_score(y.numpy(), score.numpy()))}
+
+
+def _make_optimizer(model, name, lr, weight_decay):
+    groups = param_groups(model, weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def fit(
+    model: nn.Module,
+    data,
+    *,
+    task: str | None = None,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: str = "auto",
+    max_steps: int | None = None,
+    log_steps: bool = False,
+    log_params_every: int = 0,
+    divergence_threshold: float = 1e6,
+    grad_clip: float | None = None,
+    progress: bool = False,
+    eval_split: str = "val",
+) -> FitResult:
+    """Train ``model`` on ``data`` and return a :class:`FitResult`.
+
+    Args:
+        model: any module (built under the same seed for reproducible runs).
+        data: an :class:`apalu.data.Dataset`.
+        task: defaults to ``data.task``.
+        epochs, lr, batch_size, optimizer ("adam", "adamw", "sgd" with momentum 0.9),
+        weight_decay: as usual (no decay on APALU/PReLU parameters, biases and norms).
+        seed: seeds the shuffling (and Python/NumPy/torch global RNGs).
+        device: "auto", "cpu", "cuda", "cuda:N", "mps".
+        max_steps: stop after this many optimizer steps (for step-budgeted comparisons).
+        log_steps: record the train loss of every step in ``steps``.
+        log_params_every: log APALU's a, b every this many steps (0: once per epoch).
+        divergence_threshold: a loss above this (or NaN/inf) stops the run as diverged.
+        grad_clip: clip the global gradient norm to this value.
+        progress: show a tqdm bar.
+        eval_split: "val" or "test" for the per-epoch metric; the final metrics use test.
+    """
+    data_task = getattr(data, "task", None)
+    task = task or data_task
+    if task not in METRICS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(METRICS)}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    gen = seed_everything(seed)
+    model = model.to(dev)
+    loss_fn = _loss_fn(task)
+    opt = _make_optimizer(model, optimizer, lr, weight_decay)
+    Xtr, ytr = data.X_train, data.y_train
+    Xev, yev = (data.X_val, data.y_val) if eval_split == "val" else (data.X_test, data.y_test)
+    if len(Xev) == 0:
+        Xev, yev = data.X_test, data.y_test
+    center = _svdd_center(model, Xtr, dev, 512) if task == "one_class" else None
+    metric = METRICS[task]
+    n = len(Xtr)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+
+    hist, step_rows, par_rows = [], [], []
+
+    def log_params(step, epoch):
+        for r in activation_params(model):
+            par_rows.append({"step": step, "epoch": epoch, **r})
+
+    def log_epoch(epoch, step, train_loss):
+        ev = evaluate(model, Xev, yev, task, dev, center=center)
+        hist.append({"epoch": epoch, "step": step, "train_loss": train_loss, f"{eval_split}_loss": ev["loss"],
+                     f"{eval_split}_{metric}": ev[metric]})
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"fit {type(model).__name__}", leave=False)
+    t0 = time.perf_counter()
+    log_epoch(0, 0, float("nan"))
+    log_params(0, 0)
+    step, diverged, diverged_step, epoch = 0, False, None, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        running, count = 0.0, 0
+        for i in range(0, n, batch_size):
+            if step >= total:
+                break
+            idx = perm[i:i + batch_size]
+            if task == "one_class" and len(idx) < 2 and n >= 2:
+                continue  # BatchNorm in train mode needs two samples
+            xb, yb = Xtr[idx].to(dev), ytr[idx].to(dev)
+            out = model(xb)
+            loss = loss_fn(out, center if task == "one_class" else yb)
+            lv = loss.item()
+            if not math.isfinite(lv) or lv > divergence_threshold:
+                diverged, diverged_step = True, step
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            step += 1
+            running += lv * len(idx)
+            count += len(idx)
+            if log_steps:
+                step_rows.append({"step": step, "epoch": epoch, "loss": lv})
+            if log_params_every and step % log_params_every == 0:
+                log_params(step, epoch)
+            if bar is not None:
+                bar.update(1)
+        if diverged:
+            break
+        log_epoch(epoch, step, running / max(count, 1))
+        if not log_params_every:
+            log_params(step, epoch)
+        if step >= total:
+            break
+    if bar is not None:
+        bar.close()
+    final = {"diverged": diverged, "diverged_step": -1 if diverged_step is None else diverged_step,
+             "epochs_run": epoch, "steps": step}
+    if diverged:
+        final.update({"test_loss": float("nan"), f"test_{metric}": float("nan")})
+    else:
+        te = evaluate(model, data.X_test, data.y_test, task, dev, center=center)
+        final.update({"test_loss": te["loss"], f"test_{metric}": te[metric],
+                      "train_loss": hist[-1]["train_loss"], f"{eval_split}_{metric}": hist[-1][f"{eval_split}_{metric}"]})
+    final["wall_s"] = time.perf_counter() - t0
+    if center is not None:
+        model.center = center
+    return FitResult(model, pd.DataFrame(hist), pd.DataFrame(step_rows), pd.DataFrame(par_rows), final)
