@@ -12,6 +12,7 @@ from .init import APALUInit, parse_init
 from .module import APALU
 from .optim import param_groups
 from .registry import ACTIVATIONS, check_activation, make_activation, replace_activations
+from .gain import init_gain
 
 __all__ = [
     "APALU",
@@ -20,6 +21,7 @@ __all__ = [
     "apalu_fn",
     "check_activation",
     "functional",
+    "init_gain",
     "make_activation",
     "param_groups",
     "parse_init",
