@@ -1,0 +1,180 @@
+"""Collect a sweep: one tidy table of every run's results, and means with 95% CIs per setting.
+
+``collect(sweep_dir)`` reads every published run folder of ``data/results/<sweep>/`` (see
+:mod:`apalu.sweep`) and returns (and by default writes next to the runs):
+
+- ``runs.csv``: one row per run: id, status, error, wall time, attempt, the run's parameters
+  (``p.<name>`` columns) and the machine it ran on;
+- ``results.csv``: every row of every CSV the complete runs wrote (the notebooks' tidy
+  tables: one row per run and metric, with a numeric ``value`` column), plus ``run_id``, the
+  source ``file`` and the run's parameters (a parameter becomes a column unless the CSV has a
+  column of that name already);
+- ``summary.csv``: per setting (every identifying column that varies across the sweep, the seed
+  excluded) the number of runs ``n``, ``mean``, ``std`` and the 95% confidence interval of
+  the mean, ``mean ± t(0.975, n-1)·std/√n`` (Student's t; NaN for n = 1).
+
+The CI lives here (the package has no shared statistics helper yet); :func:`t975` is the
+two-sided 95% Student-t quantile, within 1e-4 of SciPy's, without SciPy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .sweep import STAGING, atomic_write_text, machine_summary, read_json
+
+__all__ = ["t975", "mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
+           "OUTPUT_FILES"]
+
+#: Files ``collect`` writes into the sweep folder (never read back as run results).
+OUTPUT_FILES = ("runs.csv", "results.csv", "summary.csv")
+_SEED_NAMES = ("seed", "seeds")
+_RUN_COLUMNS = ("run_id", "file", "status", "wall_s", "attempt")
+
+# t(0.975, df) for df = 1..30 (two-sided 95%); beyond 30 a Cornish-Fisher expansion.
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (NaN for df < 1)."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959963984540054
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+def mean_ci(values: Iterable[float]) -> dict[str, float]:
+    """n, mean, std (ddof=1) and the 95% t-interval of the mean of the finite ``values``."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "ci95": math.nan,
+                "ci95_low": math.nan, "ci95_high": math.nan}
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
+    half = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return {"n": n, "mean": mean, "std": std, "ci95": half,
+            "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+def _cell(v: Any) -> Any:
+    """A parameter value as a table cell (lists and mappings as compact JSON)."""
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, separators=(",", ":"), sort_keys=True)
+    return v
+
+
+def _run_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(d for d in Path(sweep_dir).iterdir()
+                  if d.is_dir() and not d.name.startswith(".") and (d / "status.json").is_file())
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per published run (running or killed runs have no folder yet, so none here)."""
+    rows = []
+    for d in _run_dirs(Path(sweep_dir)):
+        st = read_json(d / "status.json") or {}
+        pr = read_json(d / "params.json") or {}
+        mach = read_json(d / "machine.json") or {}
+        row = {"run_id": d.name, "status": st.get("status"), "error": st.get("error"),
+               "wall_s": st.get("wall_s"), "attempt": st.get("attempt"),
+               "finished": st.get("finished"), "notebook": pr.get("notebook")}
+        for k, v in (pr.get("parameters") or {}).items():
+            row[f"p.{k}"] = _cell(v)
+        row["host"] = mach.get("host")
+        row["machine"] = machine_summary(mach) if mach else None
+        row["gpus"] = ", ".join(mach.get("gpus") or []) if mach else None
+        rows.append(row)
+    cols = ["run_id", "status", "error", "wall_s", "attempt", "finished", "notebook"]
+    return pd.DataFrame(rows, columns=None if rows else cols)
+
+
+def load_results(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every CSV row of every complete run, with ``run_id``, ``file`` and the run's parameters."""
+    frames = []
+    for d in _run_dirs(Path(sweep_dir)):
+        if (read_json(d / "status.json") or {}).get("status") != "complete":
+            continue
+        params = (read_json(d / "params.json") or {}).get("parameters") or {}
+        for csv in sorted(d.rglob("*.csv")):
+            if STAGING in csv.parts:
+                continue
+            df = pd.read_csv(csv)
+            df.insert(0, "file", csv.relative_to(d).as_posix())
+            df.insert(0, "run_id", d.name)
+            for k, v in params.items():
+                if k not in df.columns:
+                    df[k] = _cell(v)
+            frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "file"])
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def summarize(results: pd.DataFrame, value: str = "value", seed_params: Iterable[str] = _SEED_NAMES,
+              exclude: Iterable[str] = ()) -> pd.DataFrame:
+    """Mean, std and 95% CI of ``value`` per setting.
+
+    A setting is a combination of the identifying columns (all but ``value``, the run id, the
+    seed and ``exclude``) that vary across the table; constant columns are dropped, ``metric``
+    (when present) is always kept."""
+    if results.empty or value not in results.columns:
+        return pd.DataFrame(columns=["n", "mean", "std", "ci95", "ci95_low", "ci95_high"])
+    drop = {value, *_RUN_COLUMNS, *seed_params, *exclude}
+    keys = [c for c in results.columns if c not in drop
+            and (c == "metric" or results[c].nunique(dropna=False) > 1)]
+    data = results.copy()
+    data[value] = pd.to_numeric(data[value], errors="coerce")
+    for k in keys:  # NaN would vanish from a groupby; lists are already JSON strings
+        data[k] = data[k].astype(object).where(data[k].notna(), "")
+    rows = []
+    groups = data.groupby(keys, sort=False, dropna=False) if keys else [((), data)]
+    for key, grp in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), **mean_ci(grp[value].tolist())})
+    out = pd.DataFrame(rows)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True) if keys else out
+
+
+def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = True,
+            value: str = "value", exclude: Iterable[str] = ()) -> dict[str, pd.DataFrame]:
+    """Runs, tidy results and summary of one sweep; written as CSV to ``out`` (default: the
+    sweep folder) unless ``write`` is false."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"no sweep folder {sweep_dir}")
+    spec = {}
+    try:
+        import yaml
+
+        spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
+    except (OSError, ValueError):
+        pass
+    seed_param = spec.get("seed_param")
+    seeds = tuple({*(_SEED_NAMES), *([seed_param] if seed_param else [])})
+    runs = load_runs(sweep_dir)
+    results = load_results(sweep_dir)
+    summary = summarize(results, value=value, seed_params=seeds, exclude=exclude)
+    if write:
+        target = Path(out) if out else sweep_dir
+        for name, df in (("runs.csv", runs), ("results.csv", results), ("summary.csv", summary)):
+            atomic_write_text(target / name, df.to_csv(index=False))
+    return {"runs": runs, "results": results, "summary": summary}
+
+
+def list_sweeps(results_dir: str | Path) -> list[Path]:
+    """Sweep folders under ``results_dir`` (those with a ``sweep.yaml``), sorted by name."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and (d / "sweep.yaml").is_file())

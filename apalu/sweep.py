@@ -1,0 +1,873 @@
+"""Sweeps: run any notebook of the book over a parameter grid, locally or on Slurm, resumably.
+
+A sweep is described by a YAML spec (see ``sweeps/*.yaml`` and the book's "Rerun this book" page)::
+
+    name: mnist-quickstart-cpu           # optional, default: the spec file's stem
+    notebook: notebooks/mnist_quickstart.ipynb   # relative to the book root
+    fixed: {epochs: 1, device: auto}     # passed to every run
+    grid: {lr: [0.01, 0.1]}              # Cartesian product
+    zip: {depth: [2, 4], width: [64, 32]}  # lists walked together (or a list of such groups)
+    seeds: [0, 1, 2]                     # one run per seed (``seed_param`` names the parameter)
+    resources: {cpus_per_task: 2, gpus_per_node: 0, timeout_min: 30}   # for --executor slurm
+
+Every run gets a stable id (a hash of the notebook's path and its parameters) and, once it has
+finished, a folder ``data/results/<sweep>/<run-id>/`` holding ``params.json``, the executed
+``notebook.ipynb``, whatever the notebook wrote to its ``output_dir`` (its tidy CSV, figures),
+``status.json`` (status, error, wall time) and ``machine.json``.
+
+Safety: a run executes in a staging folder ``<sweep>/.staging/<run-id>.<host>.<pid>`` and is
+published by renaming that folder to ``<run-id>`` once its ``status.json`` is written, so a run
+folder exists only whole. A run folder whose status is ``complete`` is never executed again; a
+``failed`` one only with ``retry_failed``; a run killed midway leaves only a staging folder,
+which counts for nothing and is removed by the next invocation. Re-running the same command
+after a crash or ``kill -9`` therefore completes the sweep with no run lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import itertools
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "SpecError",
+    "SweepSpec",
+    "Run",
+    "load_spec",
+    "validate_spec",
+    "expand",
+    "run_id",
+    "run_status",
+    "execute_run",
+    "run_sweep",
+    "clean_staging",
+    "machine_description",
+    "executor_parameters",
+    "make_submitit_executor",
+    "sbatch_script",
+    "RESERVED",
+]
+
+#: Parameters the sweep sets itself; a spec may not set them.
+RESERVED = ("output_dir",)
+SPEC_KEYS = (
+    "name", "description", "notebook", "fixed", "grid", "zip", "seeds", "seed_param",
+    "resources", "execution_timeout", "claims",
+)
+#: resources keys -> AutoExecutor parameter names (generic ones, or slurm_-prefixed ones).
+RESOURCE_KEYS = {
+    "cpus_per_task": ("cpus_per_task", int),
+    "gpus_per_node": ("gpus_per_node", int),
+    "timeout_min": ("timeout_min", int),
+    "mem_gb": ("mem_gb", (int, float)),
+    "partition": ("slurm_partition", str),
+    "array_parallelism": ("slurm_array_parallelism", int),
+    "account": ("slurm_account", str),
+    "qos": ("slurm_qos", str),
+    "constraint": ("slurm_constraint", str),
+    "setup": ("slurm_setup", list),
+    "additional": ("slurm_additional_parameters", dict),
+}
+STAGING = ".staging"
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot run; the message names every offending key."""
+
+    def __init__(self, problems: list[str], source: str = "spec"):
+        self.problems = list(problems)
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    notebook: str  # relative to root, posix
+    root: Path
+    fixed: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    zip: list[dict[str, list]] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    seed_param: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    execution_timeout: int | None = None
+    description: str = ""
+    claims: list[str] = field(default_factory=list)
+    source: str = "spec"
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def notebook_path(self) -> Path:
+        return self.root / self.notebook
+
+    def results_dir(self, results_root: Path | None = None) -> Path:
+        return Path(results_root or self.root / "data" / "results") / self.name
+
+
+@dataclass
+class Run:
+    run_id: str
+    sweep: str
+    notebook: Path  # absolute
+    notebook_rel: str
+    parameters: dict[str, Any]
+    run_dir: Path  # final folder, <results>/<sweep>/<run-id>
+    root: Path
+    execution_timeout: int | None = None
+    threads: int | None = None  # OMP_NUM_THREADS for the kernel (None: leave as is)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.run_dir.parent
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def find_root(start: Path) -> Path:
+    """The book root: ``$APALU_BOOK_ROOT``, else the nearest folder up from ``start`` with a
+    ``_toc.yml``, else ``start`` itself."""
+    env = os.environ.get("APALU_BOOK_ROOT")
+    if env:
+        return Path(env).resolve()
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "_toc.yml").exists():
+            return folder
+    return start
+
+
+def load_spec(path: str | Path, root: Path | None = None) -> SweepSpec:
+    """Read and validate a spec file; raises :class:`SpecError` naming each offending key."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError([f"spec file {str(path)!r} does not exist"], str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError([f"not valid YAML ({exc})"], str(path)) from exc
+    root = Path(root).resolve() if root else find_root(path.parent)
+    return validate_spec(raw, root=root, default_name=path.stem, source=str(path))
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+
+
+_NOT_LITERAL = object()
+_ANNOT = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+
+
+def _expected_type(info: dict) -> tuple[type | None, Any]:
+    """(type, default) of a notebook parameter: its annotation if any, else its literal default."""
+    default = _literal(info.get("default", ""))
+    ann = _ANNOT.get(str(info.get("inferred_type_name", "None")).split("[")[0].lower())
+    if ann is not None:
+        return ann, default
+    if default is _NOT_LITERAL or default is None:
+        return None, default
+    if isinstance(default, tuple):
+        return list, list(default)
+    return type(default), default
+
+
+def _type_ok(value: Any, expected: type | None, default: Any) -> bool:
+    if expected is None:
+        return True
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is list:
+        if not isinstance(value, list):
+            return False
+        if isinstance(default, list) and default:  # element type of the default, if uniform
+            kinds = {type(d) for d in default}
+            if len(kinds) == 1:
+                (kind,) = kinds
+                return all(_type_ok(v, kind, None) for v in value)
+        return True
+    return isinstance(value, expected)
+
+
+def _tname(t: type | None) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def _json_ok(value: Any) -> bool:
+    if isinstance(value, _SCALARS):
+        return not (isinstance(value, float) and value != value)
+    if isinstance(value, list):
+        return all(_json_ok(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_ok(v) for k, v in value.items())
+    return False
+
+
+def notebook_parameters(path: Path) -> dict[str, dict]:
+    """The notebook's ``parameters`` cell, as papermill reads it (name -> info)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(path))
+
+
+def _has_parameters_cell(path: Path) -> bool:
+    nb = json.loads(path.read_text())
+    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.get("cells", []))
+
+
+def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str = "spec") -> SweepSpec:
+    """Check a parsed spec against the notebook's ``parameters`` cell before anything runs."""
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise SpecError([f"the spec must be a mapping, got {type(raw).__name__}"], source)
+    for key in raw:
+        if key not in SPEC_KEYS:
+            problems.append(f"{key}: unknown key (known: {', '.join(SPEC_KEYS)})")
+
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) \
+            or name.startswith("."):
+        problems.append(f"name: {name!r} must be a non-empty folder name (letters, digits, - _ .)")
+
+    # ---- the notebook and its parameters
+    nb_rel = raw.get("notebook")
+    params: dict[str, dict] = {}
+    if not isinstance(nb_rel, str) or not nb_rel:
+        problems.append("notebook: required (a path to an .ipynb, relative to the book root)")
+        nb_rel = ""
+    else:
+        nb_path = (root / nb_rel).resolve()
+        if not nb_path.is_file():
+            problems.append(f"notebook: {nb_rel!r} does not exist (looked for {nb_path})")
+        elif nb_path.suffix != ".ipynb":
+            problems.append(f"notebook: {nb_rel!r} is not a .ipynb file")
+        elif not _has_parameters_cell(nb_path):
+            problems.append(f"notebook: {nb_rel!r} has no cell tagged 'parameters'")
+        else:
+            params = notebook_parameters(nb_path)
+            if "output_dir" not in params:
+                problems.append(f"notebook: {nb_rel!r} defines no 'output_dir' parameter "
+                                "(the sweep passes each run's folder through it)")
+        try:
+            nb_rel = nb_path.relative_to(root).as_posix()
+        except ValueError:
+            nb_rel = nb_path.as_posix()
+
+    def check_param(where: str, pname: Any, value: Any) -> None:
+        if not isinstance(pname, str):
+            problems.append(f"{where}: parameter names must be strings, got {pname!r}")
+            return
+        if pname in RESERVED:
+            problems.append(f"{where}.{pname}: reserved, the sweep sets it for every run")
+            return
+        if not _json_ok(value):
+            problems.append(f"{where}.{pname}: {value!r} is not a plain YAML value "
+                            "(string, number, bool, null, list, mapping)")
+            return
+        if params and pname not in params:
+            problems.append(f"{where}.{pname}: the notebook's parameters cell does not define "
+                            f"{pname!r} (it defines: {', '.join(params)})")
+            return
+        if params:
+            expected, default = _expected_type(params[pname])
+            if not _type_ok(value, expected, default):
+                problems.append(f"{where}.{pname}: {value!r} has type {type(value).__name__}, "
+                                f"the notebook's default {params[pname]['default']} is "
+                                f"{_tname(expected)}")
+
+    seen: dict[str, str] = {}
+
+    def claim(where: str, pname: str) -> None:
+        if pname in seen:
+            problems.append(f"{where}.{pname}: also set in {seen[pname]}")
+        seen[pname] = where
+
+    fixed = raw.get("fixed", {}) or {}
+    if not isinstance(fixed, dict):
+        problems.append("fixed: must be a mapping of parameter: value")
+        fixed = {}
+    for k, v in fixed.items():
+        claim("fixed", k)
+        check_param("fixed", k, v)
+
+    grid = raw.get("grid", {})
+    if "grid" in raw and (not isinstance(grid, dict) or not grid):
+        problems.append("grid: empty (give at least one parameter: [values], or leave 'grid' out)")
+        grid = {}
+    for k, vals in (grid or {}).items():
+        claim("grid", k)
+        if not isinstance(vals, list):
+            problems.append(f"grid.{k}: must be a list of values, got {vals!r}")
+        elif not vals:
+            problems.append(f"grid.{k}: empty list")
+        else:
+            for v in vals:
+                check_param("grid", k, v)
+            if len({json.dumps(v, sort_keys=True) for v in vals}) != len(vals):
+                problems.append(f"grid.{k}: repeated values {vals!r}")
+
+    zips = raw.get("zip", [])
+    if isinstance(zips, dict):
+        zips = [zips]
+    if not isinstance(zips, list):
+        problems.append("zip: must be a mapping of parameter: [values] (or a list of them)")
+        zips = []
+    for i, group in enumerate(zips):
+        where = "zip" if len(zips) == 1 else f"zip[{i}]"
+        if not isinstance(group, dict) or not group:
+            problems.append(f"{where}: empty (give parameter: [values] lists of equal length)")
+            continue
+        lengths = {}
+        for k, vals in group.items():
+            claim(where, k)
+            if not isinstance(vals, list) or not vals:
+                problems.append(f"{where}.{k}: must be a non-empty list")
+                continue
+            lengths[k] = len(vals)
+            for v in vals:
+                check_param(where, k, v)
+        if len(set(lengths.values())) > 1:
+            problems.append(f"{where}: lists of unequal length ({lengths})")
+
+    seeds = raw.get("seeds", [])
+    seed_param = raw.get("seed_param")
+    if seeds is None or (isinstance(seeds, list) and "seeds" in raw and not seeds):
+        problems.append("seeds: empty list (leave 'seeds' out to run without seeds)")
+        seeds = []
+    elif isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))  # `seeds: 3` means seeds 0, 1, 2
+    elif not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                 for s in seeds):
+        problems.append(f"seeds: must be a list of integers (or a count), got {seeds!r}")
+        seeds = []
+    elif len(set(seeds)) != len(seeds):
+        problems.append(f"seeds: repeated values {seeds!r}")
+    if seeds:
+        if seed_param is None:
+            seed_param = "seed" if "seed" in params or not params else (
+                "seeds" if "seeds" in params else "seed")
+        if not isinstance(seed_param, str):
+            problems.append(f"seed_param: must be a parameter name, got {seed_param!r}")
+        else:
+            claim("seeds", seed_param)
+            if params and seed_param not in params:
+                problems.append(f"seed_param: the notebook's parameters cell does not define "
+                                f"{seed_param!r} (it defines: {', '.join(params)})")
+    elif seed_param is not None:
+        problems.append("seed_param: given without seeds")
+
+    resources = raw.get("resources", {}) or {}
+    if not isinstance(resources, dict):
+        problems.append("resources: must be a mapping")
+        resources = {}
+    for k, v in resources.items():
+        if k not in RESOURCE_KEYS:
+            problems.append(f"resources.{k}: unknown (known: {', '.join(RESOURCE_KEYS)})")
+            continue
+        typ = RESOURCE_KEYS[k][1]
+        if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
+            problems.append(f"resources.{k}: {v!r} should be {getattr(typ, '__name__', 'a number')}")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            problems.append(f"resources.{k}: must not be negative")
+
+    timeout = raw.get("execution_timeout")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
+        problems.append(f"execution_timeout: {timeout!r} should be a positive number of seconds per cell")
+    claims = raw.get("claims", []) or []
+    if not isinstance(claims, list) or not all(isinstance(c, str) for c in claims):
+        problems.append("claims: must be a list of claim ids (see the claims ledger)")
+        claims = []
+    description = raw.get("description", "") or ""
+    if not isinstance(description, str):
+        problems.append("description: must be a string")
+
+    if not problems and not (grid or zips or seeds):
+        problems.append("grid: empty: the spec defines no grid, zip or seeds, so nothing varies")
+    if problems:
+        raise SpecError(problems, source)
+
+    spec = SweepSpec(
+        name=name, notebook=nb_rel, root=root, fixed=dict(fixed), grid=dict(grid),
+        zip=[dict(g) for g in zips], seeds=list(seeds), seed_param=seed_param,
+        resources=dict(resources), execution_timeout=timeout, description=description,
+        claims=list(claims), source=source, raw=copy.deepcopy(raw),
+    )
+    spec._param_info = params  # type: ignore[attr-defined]
+    return spec
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def run_id(notebook_rel: str, parameters: dict[str, Any]) -> str:
+    """12 hex digits of SHA-256 over the notebook's path and its parameters (canonical JSON).
+
+    ``output_dir`` is excluded (the sweep sets it). The notebook's content is deliberately not
+    hashed, so editing a notebook does not orphan a sweep; its SHA-256 is kept in params.json."""
+    payload = {"notebook": notebook_rel,
+               "parameters": {k: v for k, v in parameters.items() if k not in RESERVED}}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _seed_value(spec: SweepSpec, seed: int) -> Any:
+    info = getattr(spec, "_param_info", {}).get(spec.seed_param or "", {})
+    expected, _ = _expected_type(info) if info else (None, None)
+    return [seed] if expected is list else seed  # a `seeds` list parameter gets a one-seed list
+
+
+def expand(spec: SweepSpec, results_root: Path | None = None, threads: int | None = None) -> list[Run]:
+    """The runs of a sweep, in a fixed order (grid, then zip rows, then seeds innermost)."""
+    axes: list[list[dict]] = []
+    for k, vals in spec.grid.items():
+        axes.append([{k: v} for v in vals])
+    for group in spec.zip:
+        keys = list(group)
+        axes.append([dict(zip(keys, row)) for row in zip(*(group[k] for k in keys))])
+    if spec.seeds:
+        axes.append([{spec.seed_param: _seed_value(spec, s)} for s in spec.seeds])
+    out_dir = spec.results_dir(results_root)
+    runs, ids = [], set()
+    for combo in itertools.product(*axes):
+        params = dict(spec.fixed)
+        for part in combo:
+            params.update(part)
+        rid = run_id(spec.notebook, params)
+        if rid in ids:
+            continue
+        ids.add(rid)
+        runs.append(Run(run_id=rid, sweep=spec.name, notebook=spec.notebook_path.resolve(),
+                        notebook_rel=spec.notebook, parameters=params, run_dir=out_dir / rid,
+                        root=spec.root, execution_timeout=spec.execution_timeout, threads=threads))
+    return runs
+
+
+# --------------------------------------------------------------------------- run records
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_status(run_dir: Path) -> str | None:
+    """'complete', 'failed', or None (never ran, or killed before it finished)."""
+    st = read_json(Path(run_dir) / "status.json")
+    return st.get("status") if st else None
+
+
+_MACHINE: dict | None = None
+
+
+def machine_description() -> dict[str, Any]:
+    """Where this process runs: host, OS, CPU, memory, Python, torch, GPUs, Slurm job."""
+    global _MACHINE
+    if _MACHINE is not None:
+        return dict(_MACHINE)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:
+        ncpu = os.cpu_count()
+    desc: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "os": platform.platform(),
+        "cpu": cpu,
+        "cpus": ncpu,
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        desc["torch"] = torch.__version__
+        desc["cuda"] = torch.version.cuda
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+            if torch.cuda.is_available() else []
+        desc["gpus"] = gpus
+    except Exception:  # torch missing or broken: describe the rest
+        desc.setdefault("gpus", [])
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
+                "CUDA_VISIBLE_DEVICES"):
+        if os.environ.get(var):
+            desc[var.lower()] = os.environ[var]
+    _MACHINE = desc
+    return dict(desc)
+
+
+def machine_summary(desc: dict) -> str:
+    """One line: 'host: CPU (n cpus, m GB), GPU ...'."""
+    gpus = desc.get("gpus") or []
+    gpu = ", ".join(sorted(set(gpus))) if gpus else "no GPU"
+    if gpus and len(gpus) > 1:
+        gpu = f"{len(gpus)} x {gpu}"
+    return (f"{desc.get('cpu', '?')} ({desc.get('cpus', '?')} CPUs, {desc.get('memory_gb', '?')} GB), "
+            f"{gpu}; torch {desc.get('torch', '?')}, Python {desc.get('python', '?')}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not running
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return "Z" not in line.split(":", 1)[1]
+    except OSError:
+        pass
+    return True
+
+
+def clean_staging(sweep_dir: Path) -> list[Path]:
+    """Remove staging folders left by killed runs of this host (their process is gone)."""
+    removed = []
+    staging = Path(sweep_dir) / STAGING
+    if not staging.is_dir():
+        return removed
+    host = socket.gethostname()
+    for d in staging.iterdir():
+        parts = d.name.split(".")
+        try:
+            pid = int(parts[-1])
+        except ValueError:
+            continue
+        if ".".join(parts[1:-1]).removesuffix(".old") != host:
+            continue  # another machine's run (e.g. a Slurm job): not ours to judge
+        if not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _prepare_env(root: Path, threads: int | None) -> None:
+    """Make the kernel find this Python (``python3`` kernelspec runs ``python``) and the package."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + path
+    pp = os.environ.get("PYTHONPATH", "")
+    if str(root) not in pp.split(os.pathsep):
+        os.environ["PYTHONPATH"] = str(root) + (os.pathsep + pp if pp else "")
+    os.environ.setdefault("APALU_BOOK_ROOT", str(root))
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+
+
+def _publish(staging: Path, final: Path) -> bool:
+    """Rename a finished staging folder to its final place. False if a complete one is there."""
+    if final.exists():
+        if run_status(final) == "complete":
+            shutil.rmtree(staging, ignore_errors=True)
+            return False
+        old = final.parent / STAGING / f"{final.name}.{socket.gethostname()}.old.{os.getpid()}"
+        os.rename(final, old)
+        try:
+            os.rename(staging, final)
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+        return True
+    try:
+        os.rename(staging, final)
+    except OSError:  # someone published meanwhile (rename onto a non-empty folder fails)
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    return True
+
+
+def _staging_dir(run: Run) -> Path:
+    return run.sweep_dir / STAGING / f"{run.run_id}.{socket.gethostname()}.{os.getpid()}"
+
+
+def _params_record(run: Run) -> dict:
+    try:
+        digest = hashlib.sha256(run.notebook.read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    return {"run_id": run.run_id, "sweep": run.sweep, "notebook": run.notebook_rel,
+            "notebook_sha256": digest, "parameters": run.parameters}
+
+
+def execute_run(run: Run, retry_failed: bool = False) -> dict:
+    """Execute one run with papermill (unless already complete) and publish its folder.
+
+    Never raises for a failing notebook: the failure is recorded in ``status.json``."""
+    current = read_json(run.run_dir / "status.json")
+    if current and (current.get("status") == "complete"
+                    or (current.get("status") == "failed" and not retry_failed)):
+        return {**current, "skipped": True}
+    import papermill
+
+    _prepare_env(run.root, run.threads)
+    staging = _staging_dir(run)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    started = _now()
+    _write_json(staging / "RUNNING.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                           "started": started})
+    _write_json(staging / "params.json", _params_record(run))
+    nb_dir = run.notebook.parent
+    try:
+        out_param = os.path.relpath(staging, nb_dir)
+    except ValueError:
+        out_param = str(staging)
+    status, error, tb = "complete", None, None
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(run.notebook), str(staging / "notebook.ipynb"),
+            parameters={**run.parameters, "output_dir": out_param},
+            kernel_name="python3", cwd=str(nb_dir), progress_bar=False, log_output=False,
+            execution_timeout=run.execution_timeout,
+        )
+    except Exception as exc:  # a failing notebook is a result, not a crash
+        status = "failed"
+        ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+        error = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+        tb = traceback.format_exc(limit=20)
+    wall = time.perf_counter() - t0
+    record = {"run_id": run.run_id, "status": status, "error": error, "wall_s": round(wall, 3),
+              "started": started, "finished": _now(), "attempt": (current or {}).get("attempt", 0) + 1,
+              "threads": run.threads}
+    if tb:
+        (staging / "error.txt").write_text(tb)
+    _write_json(staging / "machine.json", machine_description())
+    _write_json(staging / "status.json", record)
+    (staging / "RUNNING.json").unlink(missing_ok=True)
+    published = _publish(staging, run.run_dir)
+    return {**record, "skipped": False, "published": published}
+
+
+def record_failure(run: Run, error: str) -> dict:
+    """Record a run that died outside the notebook (worker lost, Slurm timeout), if no record."""
+    if run_status(run.run_dir) is not None:
+        return read_json(run.run_dir / "status.json") or {}
+    staging = _staging_dir(run)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _write_json(staging / "params.json", _params_record(run))
+    record = {"run_id": run.run_id, "status": "failed", "error": error, "wall_s": None,
+              "started": None, "finished": _now(), "attempt": 1, "threads": run.threads}
+    _write_json(staging / "status.json", record)
+    _publish(staging, run.run_dir)
+    return {**record, "skipped": False}
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def executor_parameters(spec: SweepSpec, overrides: dict | None = None) -> dict[str, Any]:
+    """submitit AutoExecutor parameters from the spec's ``resources`` (and CLI overrides)."""
+    res = {k: v for k, v in {**spec.resources, **(overrides or {})}.items() if v is not None}
+    params: dict[str, Any] = {"name": f"apalu-{spec.name}"}
+    for k, v in res.items():
+        params[RESOURCE_KEYS[k][0]] = v
+    params.setdefault("timeout_min", 60)
+    params.setdefault("cpus_per_task", 1)
+    if not params.get("gpus_per_node"):
+        params.pop("gpus_per_node", None)  # ask for no GPU line at all rather than "=0"
+    return params
+
+
+def make_submitit_executor(spec: SweepSpec, folder: Path, cluster: str = "slurm",
+                           overrides: dict | None = None):
+    """An ``submitit.AutoExecutor`` for the sweep (cluster 'slurm', or 'local'/'debug' to test)."""
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = executor_parameters(spec, overrides)
+    if cluster != "slurm":
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    ex.update_parameters(**params)
+    return ex
+
+
+def sbatch_script(spec: SweepSpec, folder: Path | str = "data/results/.submitit",
+                  overrides: dict | None = None, n_runs: int | None = None) -> str:
+    """The sbatch script submitit would submit for this sweep's job array of ``n_runs`` runs
+    (default: all), built by submitit itself; works on a machine without Slurm."""
+    from unittest import mock
+
+    from submitit.slurm.slurm import SlurmExecutor
+
+    with mock.patch.object(SlurmExecutor, "affinity", classmethod(lambda cls: 2)):
+        ex = make_submitit_executor(spec, Path(folder), "slurm", overrides)
+    inner = ex._executor  # noqa: SLF001 (submitit has no public accessor for the script)
+    n = n_runs if n_runs is not None else len(expand(spec))
+    inner.parameters["map_count"] = max(1, n)  # what submitit's map_array sets for an array
+    try:
+        return inner._make_submission_file_text(inner._submitit_command_str, "preview")
+    finally:
+        inner.parameters.pop("map_count", None)
+
+
+def _pending(runs: list[Run], retry_failed: bool) -> tuple[list[Run], dict[str, int]]:
+    todo, counts = [], {"complete": 0, "failed": 0, "pending": 0}
+    for r in runs:
+        st = run_status(r.run_dir)
+        if st == "complete" or (st == "failed" and not retry_failed):
+            counts[st] += 1
+        else:
+            todo.append(r)
+            counts["pending"] += 1
+    return todo, counts
+
+
+def _write_sweep_files(spec: SweepSpec, sweep_dir: Path) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({**spec.raw, "name": spec.name, "notebook": spec.notebook},
+                          sort_keys=False, allow_unicode=True)
+    target = sweep_dir / "sweep.yaml"
+    if not target.exists() or target.read_text() != text:
+        atomic_write_text(target, text)
+
+
+def run_sweep(spec: SweepSpec, executor: str = "local", jobs: int = 1, retry_failed: bool = False,
+              results_root: Path | None = None, slurm_cluster: str = "slurm",
+              overrides: dict | None = None, wait: bool = True, progress: bool = True,
+              log=print) -> dict[str, Any]:
+    """Run every run of the sweep that has no result yet; returns counts and wall time."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    sweep_dir = spec.results_dir(results_root)
+    _write_sweep_files(spec, sweep_dir)
+    clean_staging(sweep_dir)
+    if executor == "local":
+        threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1) // max(1, jobs))
+    else:
+        threads = (overrides or {}).get("cpus_per_task") or spec.resources.get("cpus_per_task") or None
+    runs = expand(spec, results_root, threads=threads)
+    todo, counts = _pending(runs, retry_failed)
+    log(f"sweep {spec.name}: {len(runs)} runs, {counts['complete']} complete, "
+        f"{counts['failed']} failed{' (retrying)' if retry_failed else ''}, "
+        f"{len(todo)} to run ({executor}{f', {jobs} jobs' if executor == 'local' else ''})")
+    done = {"complete": 0, "failed": 0}
+    bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress or not todo,
+               file=sys.stderr)
+
+    def account(rec: dict) -> None:
+        done[rec.get("status", "failed")] = done.get(rec.get("status", "failed"), 0) + 1
+        bar.update(1)
+        bar.set_postfix(failed=done["failed"], refresh=False)
+
+    if executor == "local":
+        if jobs <= 1:
+            for r in todo:
+                account(execute_run(r, retry_failed))
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures.process import BrokenProcessPool
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+                futs = {pool.submit(execute_run, r, retry_failed): r for r in todo}
+                lost = 0
+                for fut in as_completed(futs):
+                    try:
+                        account(fut.result())
+                    except BrokenProcessPool:  # a worker died: which run killed it is unknown,
+                        lost += 1  # so record nothing; these runs stay pending for the next call
+                        bar.update(1)
+                if lost:
+                    log(f"{lost} runs lost with a dead worker process (killed? out of memory?): "
+                        "they stay pending; run the same command again")
+    elif executor == "slurm":
+        if todo:
+            _prepare_env(spec.root, None)  # jobs inherit the environment: find apalu and python
+            logs = sweep_dir / ".submitit" / ("%j" if slurm_cluster == "slurm" else slurm_cluster)
+            ex = make_submitit_executor(spec, logs, slurm_cluster, overrides)
+            sub = ex.map_array(execute_run, todo, [retry_failed] * len(todo))
+            log(f"submitted {len(sub)} jobs ({slurm_cluster}): {sub[0].job_id.split('_')[0]}")
+            if wait:
+                import submitit
+
+                by_id = {j.job_id: r for j, r in zip(sub, todo)}
+                for job in submitit.helpers.as_completed(sub, poll_frequency=1):
+                    try:
+                        rec = job.result()
+                    except Exception as exc:  # job killed (timeout, memory): record it
+                        rec = record_failure(by_id[job.job_id], f"{type(exc).__name__}: {exc}"[:2000])
+                    account(rec)
+    else:
+        raise ValueError(f"unknown executor {executor!r} (local or slurm)")
+    bar.close()
+    wall = time.perf_counter() - t0
+    _, final = _pending(runs, False)
+    summary = {"sweep": spec.name, "runs": len(runs), "executed": len(todo) if wait else 0,
+               "complete": final["complete"], "failed": final["failed"], "pending": final["pending"],
+               "wall_s": round(wall, 2), "executor": executor, "jobs": jobs}
+    if todo and wait:
+        with open(sweep_dir / "invocations.jsonl", "a") as fh:
+            fh.write(json.dumps({**summary, "finished": _now(),
+                                 "machine": machine_summary(machine_description())}) + "\n")
+    log(f"sweep {spec.name}: {summary['complete']}/{len(runs)} complete, {summary['failed']} failed, "
+        f"{summary['pending']} pending; {wall:.1f} s")
+    return summary
