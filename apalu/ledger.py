@@ -87,6 +87,12 @@ def load(folder: Path | None = None) -> list[Claim]:
     return sorted(claims, key=lambda c: (c.order, c.id))
 
 
+def _href(section: str, link_prefix: str) -> str:
+    """``page#anchor`` -> ``<prefix>page.html#anchor`` (the anchor is optional)."""
+    page, _, anchor = section.partition("#")
+    return f"{link_prefix}{page}.html" + (f"#{anchor}" if anchor else "")
+
+
 def to_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
     """A Markdown table with one anchored row per claim (render with IPython's Markdown)."""
     rows = ["| | Claim (paper) | Verdict | Evidence (computed) | Where |", "|---|---|---|---|---|"]
@@ -94,6 +100,6 @@ def to_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
         cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
         rows.append(
             f'| <a id="claim-{c.id}"></a>[#](#claim-{c.id}) | {cell(c.claim)} | **{c.verdict}** '
-            f"| {cell(c.evidence)} | [{c.section}]({link_prefix}{c.section}.html) |"
+            f"| {cell(c.evidence)} | [{c.section}]({_href(c.section, link_prefix)}) |"
         )
     return "\n".join(rows)
