@@ -62,6 +62,13 @@ def variance_preserving_gain(act: nn.Module | callable, n: int = 101) -> float:
     """The weight gain g (weights ~ N(0, g²/fan_in)) that keeps the pre-activation variance at 1
     through a wide layer: g = 1/sqrt(E[f(z)²]), z ~ N(0, 1), by Gauss–Hermite quadrature
     (ReLU: √2, the He gain). For APALU it uses the module's current a and b (their mean)."""
+    if isinstance(act, APALU):
+        try:  # the theory chapter's closed form, when that module is present
+            from .gain import init_gain
+
+            return float(init_gain(act))
+        except ImportError:
+            pass
     z, w = np.polynomial.hermite_e.hermegauss(n)
     w = w / w.sum()
     with torch.no_grad():

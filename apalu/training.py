@@ -268,6 +268,9 @@ def fit(
         final.update({"test_loss": float("nan"), f"test_{metric}": float("nan")})
     else:
         te = evaluate(model, data.X_test, data.y_test, task, dev, center=center)
+        if task != "one_class":  # the fitted model on (up to 5,000 of) its own training data
+            tr = evaluate(model, Xtr[:5000], ytr[:5000], task, dev)
+            final.update({"train_eval_loss": tr["loss"], f"train_{metric}": tr[metric]})
         final.update({"test_loss": te["loss"], f"test_{metric}": te[metric],
                       "train_loss": hist[-1]["train_loss"], f"{eval_split}_{metric}": hist[-1][f"{eval_split}_{metric}"]})
     final["wall_s"] = time.perf_counter() - t0

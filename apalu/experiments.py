@@ -1,0 +1,380 @@
+"""Reusable experiment drivers for the empirical chapters; each returns a tidy DataFrame.
+
+* :func:`gradient_flow` — per-layer gradient norms at init and after k steps, over depths;
+* :func:`run_trainings` — train one model per config (activation, seed, lr, init, ...), with
+  rows of final metrics (and optional per-step loss curves and a/b trajectories);
+* :func:`one_class_runs` — Deep SVDD with each class in turn as the normal one;
+* :func:`compare` — treatment − baseline differences with confidence intervals.
+
+Results go through :class:`ResultsWriter`: each run's rows are written when the run completes,
+atomically, into one CSV that keeps the rows of earlier runs (of this or other parameter sets).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import Dataset, one_class
+from .models import MLP, SmallCNN, activation_params, build_model, count_parameters
+from .stats import diff_ci, mean_ci
+from .training import fit, resolve_device, seed_everything
+
+__all__ = [
+    "ResultsWriter",
+    "resolve_output_dir",
+    "run_key",
+    "grid",
+    "act_kwargs_for",
+    "gradient_flow",
+    "layer_ratios",
+    "run_trainings",
+    "one_class_runs",
+    "compare",
+    "save_figure",
+    "fmt_ci",
+]
+
+
+# ------------------------------------------------------------------ output
+
+
+def resolve_output_dir(output_dir: str, name: str) -> Path:
+    """``output_dir`` as given, or (when empty) ``<book root>/_build/results/<name>``; created."""
+    if output_dir:
+        path = Path(output_dir).expanduser()
+    else:
+        from .ledger import repo_root
+
+        try:
+            root = repo_root()
+        except FileNotFoundError:
+            root = Path.cwd()
+        path = root / "_build" / "results" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_key(config: dict) -> str:
+    """A stable, readable id for a run's config: ``k=v`` pairs sorted by key."""
+    return ";".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(config.items()))
+
+
+class ResultsWriter:
+    """Tidy rows into ``<output_dir>/<name>.csv``, one run at a time, atomically.
+
+    Rows already in the file from other runs are kept; a run written again replaces its own
+    rows (column ``run``). So a failed or interrupted execution leaves every completed run's
+    rows, and earlier parameter sets in the same folder are not lost. ``frame()`` gives only
+    this session's rows; with ``resume=True`` a run whose key is in the file is not re-run.
+    """
+
+    def __init__(self, output_dir: Path | str, name: str = "results", resume: bool = False):
+        self.path = Path(output_dir) / f"{name}.csv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.resume = resume
+        self._old = pd.read_csv(self.path) if self.path.exists() and self.path.stat().st_size else pd.DataFrame()
+        self._session: list[pd.DataFrame] = []
+
+    def has(self, key: str) -> bool:
+        return not self._old.empty and "run" in self._old and bool((self._old["run"] == key).any())
+
+    def add(self, key: str, rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+        df = pd.DataFrame(rows).copy()
+        df.insert(0, "run", key)
+        if not self._old.empty and "run" in self._old:
+            self._old = self._old[self._old["run"] != key]
+        self._session = [s for s in self._session if not (s["run"] == key).all()] + [df]
+        _atomic_write_csv(pd.concat([self._old, *self._session], ignore_index=True), self.path)
+        return df
+
+    def run(self, config: dict, compute: Callable[[], list[dict] | pd.DataFrame]) -> pd.DataFrame:
+        """Rows for ``config``: from the file when resuming and present, else ``compute()``."""
+        key = run_key(config)
+        if self.resume and self.has(key):
+            df = self._old[self._old["run"] == key].copy()
+            self._old = self._old[self._old["run"] != key]
+            self._session.append(df)
+            return df
+        return self.add(key, compute())
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self._session, ignore_index=True) if self._session else pd.DataFrame()
+
+
+def save_figure(fig, output_dir: Path, name: str, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``<output_dir>/<name>.png`` (atomically) and return the path."""
+    path = Path(output_dir) / f"{name}.png"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def fmt_ci(r: dict, digits: int = 4, scale: float = 1.0) -> str:
+    """"mean [low, high]" from :func:`apalu.stats.mean_ci` or "diff [low, high]" from diff_ci."""
+    m = r.get("mean", r.get("diff"))
+    return f"{m * scale:.{digits}f} [{r['low'] * scale:.{digits}f}, {r['high'] * scale:.{digits}f}]"
+
+
+def grid(**axes) -> list[dict]:
+    """The Cartesian product of the given lists, as a list of config dicts (first axis slowest)."""
+    keys = list(axes)
+    return [dict(zip(keys, values)) for values in itertools.product(*(axes[k] for k in keys))]
+
+
+def act_kwargs_for(activation: str, init=None, constraint: str | None = None) -> dict:
+    """Constructor kwargs for ``activation``: APALU's init/constraint; nothing for the others."""
+    if activation != "apalu":
+        return {}
+    kw = {}
+    if init is not None:
+        kw["init"] = tuple(init) if isinstance(init, list) else init
+    if constraint is not None:
+        kw["constraint"] = constraint
+    return kw
+
+
+# ------------------------------------------------------------------ gradient flow
+
+
+def _grad_norms(model, layers, X, y, loss_fn) -> list[float]:
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn(model(X), y)
+    loss.backward()
+    return [float(l.weight.grad.norm()) if l.weight.grad is not None else math.nan for l in layers]
+
+
+def gradient_flow(
+    ds: Dataset,
+    depths: Iterable[int],
+    activations: Iterable[str],
+    seeds: Iterable[int],
+    *,
+    model: str = "mlp",
+    width: int = 32,
+    weight_inits: Iterable[str] = ("torch",),
+    k_steps: int = 10,
+    lr: float = 0.01,
+    n_samples: int = 128,
+    act_kwargs: dict | None = None,
+    device: str = "cpu",
+    writer: ResultsWriter | None = None,
+) -> pd.DataFrame:
+    """Per-layer weight-gradient norms of an MLP (or :class:`SmallCNN`) at initialization and
+    after ``k_steps`` of plain SGD (lr ``lr``, mini-batches of ``n_samples``).
+
+    Returns one row per (model, activation, weight_init, depth, seed, stage, layer) with
+    ``grad_norm``; for APALU also the layer's a and b (means over channels) and ``gain_0`` =
+    3a/2, its slope at 0⁺. Non-finite norms (overflow) stay as inf/NaN in the rows.
+    """
+    if model not in ("mlp", "cnn"):
+        raise ValueError(f"gradient_flow supports model 'mlp' or 'cnn', got {model!r}")
+    dev = resolve_device(device)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    X_all, y_all = ds.X_train, ds.y_train
+    out = []
+    for wi, depth, act, seed in itertools.product(weight_inits, depths, activations, seeds):
+        config = {"model": model, "activation": act, "weight_init": wi, "depth": depth, "seed": seed,
+                  "width": width, "k_steps": k_steps, "lr": lr}
+
+        def compute():
+            gen = seed_everything(seed)
+            kw = dict(width=width, depth=depth, act_kwargs=act_kwargs if act == "apalu" else None,
+                      weight_init=wi)
+            net = (MLP(ds.in_features, ds.n_outputs, activation=act, **kw) if model == "mlp" else
+                   SmallCNN(ds.input_shape[0], ds.n_outputs, activation=act, input_size=ds.input_shape[-1], **kw))
+            net = net.to(dev)
+            layers = list(net.hidden)
+            opt = torch.optim.SGD(net.parameters(), lr=lr)
+            rows = []
+
+            def record(stage):
+                idx = torch.randperm(len(X_all), generator=gen)[:n_samples]
+                norms = _grad_norms(net, layers, X_all[idx].to(dev), y_all[idx].to(dev), loss_fn)
+                ab = {r["layer_index"]: r for r in _layer_ab(net)}
+                for i, g in enumerate(norms):
+                    a = ab.get(i, {}).get("a", math.nan)
+                    rows.append({**config, "stage": stage, "layer": i + 1, "grad_norm": g,
+                                 "a": a, "b": ab.get(i, {}).get("b", math.nan), "gain_0": 1.5 * a})
+
+            record("init")
+            net.train()
+            for _ in range(k_steps):
+                idx = torch.randperm(len(X_all), generator=gen)[:n_samples]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(X_all[idx].to(dev)), y_all[idx].to(dev))
+                if not torch.isfinite(loss):
+                    break
+                loss.backward()
+                opt.step()
+            record(f"after {k_steps} steps")
+            return rows
+
+        out.append(writer.run(config, compute) if writer else pd.DataFrame(compute()))
+    return pd.concat(out, ignore_index=True)
+
+
+def _layer_ab(net) -> list[dict]:
+    """Mean a, b per APALU module, indexed in module order (= hidden-layer order in MLP/SmallCNN)."""
+    rows = pd.DataFrame(activation_params(net))
+    if rows.empty:
+        return []
+    return rows.groupby("layer_index")[["a", "b"]].mean().reset_index().to_dict("records")
+
+
+def layer_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run and stage: log10 of grad_norm(first layer) / grad_norm(last layer), and the
+    prediction log10 Π_l (3a_l/2) over the layers after the first (APALU only; NaN otherwise).
+
+    ratio < 0: the first layers get smaller gradients (vanishing); > 0: larger (exploding).
+    """
+    keys = [c for c in ("model", "activation", "weight_init", "depth", "seed", "stage") if c in df]
+    rows = []
+    for key, g in df.sort_values("layer").groupby(keys, sort=True):
+        first, last = g["grad_norm"].iloc[0], g["grad_norm"].iloc[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = float(np.log10(first) - np.log10(last)) if np.isfinite([first, last]).all() and last > 0 and first > 0 else (
+                -np.inf if first == 0 else np.nan)
+            pred = float(np.log10(g["gain_0"].iloc[1:]).sum()) if g["gain_0"].notna().all() else np.nan
+        rows.append({**dict(zip(keys, key)), "log10_ratio": ratio, "log10_pred_3a2": pred,
+                     "finite": bool(np.isfinite(g["grad_norm"]).all())})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ training grids
+
+
+def run_trainings(
+    ds: Dataset | Callable[[dict], Dataset],
+    configs: list[dict],
+    *,
+    model: str = "mlp",
+    model_kw: dict | None = None,
+    fit_kw: dict | None = None,
+    device: str = "cpu",
+    writer: ResultsWriter | None = None,
+    curves: bool = False,
+    trajectories: ResultsWriter | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Train one model per config and return tidy rows (config columns, ``metric``, ``value``).
+
+    A config holds ``activation`` and ``seed`` and may hold ``lr``, ``init``, ``constraint``,
+    ``per_channel``, ``n_train``, ``epochs``, ``batch_size``, ``max_steps``, ``optimizer``
+    (each overriding ``fit_kw``/``model_kw``), and any other labels (kept as columns).
+    ``ds`` is a Dataset or a function config → Dataset. Metrics: the fit's final ones plus
+    ``n_params``; with ``curves`` also one ``step_loss`` row per step (column ``step``). With a
+    ``trajectories`` writer, a and b of every APALU layer/channel are logged at each logged
+    step (``fit_kw['log_params_every']``).
+    """
+    model_kw, fit_kw = dict(model_kw or {}), dict(fit_kw or {})
+    out = []
+    it = configs
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(configs, desc="runs", leave=False)
+    for config in it:
+        config = dict(config)
+        act = config["activation"]
+
+        def compute(config=config, act=act):
+            data = ds(config) if callable(ds) else ds
+            if config.get("n_train") is not None:
+                data = data.subset(int(config["n_train"]), seed=config.get("data_seed", 0))
+            mkw = {**model_kw, "act_kwargs": act_kwargs_for(act, config.get("init"), config.get("constraint"))}
+            if "per_channel" in config:
+                mkw["per_channel"] = bool(config["per_channel"])
+            for k in ("width", "depth"):
+                if k in config:
+                    mkw[k] = config[k]
+            seed_everything(config["seed"])
+            net = build_model(model, data, act, **mkw)
+            fkw = {**fit_kw, **{k: config[k] for k in ("lr", "epochs", "batch_size", "max_steps", "optimizer",
+                                                       "weight_decay") if k in config}}
+            fkw["log_steps"] = curves or fkw.get("log_steps", False)
+            res = fit(net, data, seed=config["seed"], device=device, **fkw)
+            rows = res.rows(**config)
+            rows.append({**config, "metric": "n_params", "value": float(count_parameters(net))})
+            if curves and not res.steps.empty:
+                rows += [{**config, "metric": "step_loss", "step": int(s), "value": float(v)}
+                         for s, v in zip(res.steps["step"], res.steps["loss"])]
+            if trajectories is not None and not res.act_params.empty:
+                trajectories.add(run_key(config), [{**config, **r} for r in res.act_params.to_dict("records")])
+            return rows
+
+        out.append(writer.run(config, compute) if writer else pd.DataFrame(compute()))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def one_class_runs(ds: Dataset, classes: Iterable[int], activations: Iterable[str], seeds: Iterable[int], *,
+                   model_kw: dict | None = None, fit_kw: dict | None = None, device: str = "cpu",
+                   writer: ResultsWriter | None = None) -> pd.DataFrame:
+    """Deep SVDD (one-class objective, :class:`DeepSVDDEncoder`) with each class of ``ds`` in
+    turn as the normal one; metric ``test_auc`` per (class, activation, seed)."""
+    configs = [{"normal_class": c, "activation": a, "seed": s}
+               for c, a, s in itertools.product(classes, activations, seeds)]
+    cache: dict[int, Dataset] = {}
+
+    def data_for(config):
+        c = config["normal_class"]
+        if c not in cache:
+            cache[c] = one_class(ds, c)
+        return cache[c]
+
+    return run_trainings(data_for, configs, model="deepsvdd", model_kw=model_kw, fit_kw=fit_kw,
+                         device=device, writer=writer)
+
+
+# ------------------------------------------------------------------ comparisons
+
+
+def compare(df: pd.DataFrame, metric: str, baseline: str, treatment: str = "apalu", by: Iterable[str] = (),
+            method: str = "t", level: float = 0.95, scale: float = 1.0) -> pd.DataFrame:
+    """treatment − baseline of ``metric`` (rows of ``df`` with that metric), per group of ``by``,
+    with Welch-t (or bootstrap) CIs; also each side's mean and CI. ``scale`` multiplies values
+    (e.g. 100 for percentage points)."""
+    by = list(by)
+    d = df[df["metric"] == metric]
+    groups = d.groupby(by, sort=True) if by else [((), d)]
+    rows = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        x = g.loc[g["activation"] == treatment, "value"].to_numpy() * scale
+        y = g.loc[g["activation"] == baseline, "value"].to_numpy() * scale
+        r = diff_ci(x, y, level, method)
+        mt, mb = mean_ci(x, level), mean_ci(y, level)
+        rows.append({**dict(zip(by, key)), "metric": metric, "treatment": treatment, "baseline": baseline,
+                     "treatment_mean": mt["mean"], "baseline_mean": mb["mean"], "diff": r["diff"],
+                     "low": r["low"], "high": r["high"], "n_treatment": r["n_x"], "n_baseline": r["n_y"],
+                     "excludes_zero": r["excludes_zero"]})
+    return pd.DataFrame(rows)
+
+
+def timer() -> Callable[[], float]:
+    """``t = timer(); ...; t()`` → seconds since the call (for the wall-time line of a notebook)."""
+    t0 = time.perf_counter()
+    return lambda: time.perf_counter() - t0

@@ -1,0 +1,115 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from apalu.data import load_dataset
+from apalu.experiments import (ResultsWriter, compare, gradient_flow, grid, layer_ratios, one_class_runs,
+                               resolve_output_dir, run_key, run_trainings)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", n_train=200, n_test=150)
+
+
+def test_writer_keeps_rows_and_replaces_own(tmp_path):
+    w = ResultsWriter(tmp_path, "r")
+    w.add("a", [{"metric": "m", "value": 1.0}])
+    w.add("b", [{"metric": "m", "value": 2.0}])
+    w2 = ResultsWriter(tmp_path, "r")  # a later execution
+    w2.add("a", [{"metric": "m", "value": 3.0}])
+    saved = pd.read_csv(tmp_path / "r.csv").sort_values("run")
+    assert saved["value"].tolist() == [3.0, 2.0] and len(w2.frame()) == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_writer_survives_failed_run(tmp_path):
+    w = ResultsWriter(tmp_path, "r")
+    configs = [{"activation": "relu", "seed": 0}, {"activation": "relu", "seed": 1}]
+
+    def boom():
+        raise RuntimeError("run failed")
+
+    w.run(configs[0], lambda: [{"metric": "x", "value": 1.0}])
+    with pytest.raises(RuntimeError):
+        w.run(configs[1], boom)
+    assert pd.read_csv(tmp_path / "r.csv")["run"].tolist() == [run_key(configs[0])]
+
+
+def test_writer_resume(tmp_path):
+    calls = []
+    cfg = {"seed": 0}
+    for _ in range(2):
+        w = ResultsWriter(tmp_path, "r", resume=True)
+        w.run(cfg, lambda: calls.append(1) or [{"metric": "x", "value": 1.0}])
+        assert len(w.frame()) == 1
+    assert len(calls) == 1
+
+
+def test_resolve_output_dir(tmp_path):
+    assert resolve_output_dir(str(tmp_path / "x"), "nb") == tmp_path / "x" and (tmp_path / "x").is_dir()
+
+
+def test_grid_and_run_key():
+    g = grid(a=[1, 2], b=["x"])
+    assert g == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    assert run_key({"b": 1, "a": "z"}) == run_key({"a": "z", "b": 1}) == 'a="z";b=1'
+
+
+def test_gradient_flow_rows_and_ratios():
+    ds = load_dataset("mnist1d", n_train=200)
+    df = gradient_flow(ds, [3, 6], ["apalu", "sigmoid"], [0, 1], width=8, k_steps=2, n_samples=32)
+    assert set(df["stage"]) == {"init", "after 2 steps"}
+    assert len(df) == 2 * 2 * 2 * 2 * 0 + (3 + 6) * 2 * 2 * 2
+    assert df.loc[df.activation == "sigmoid", "a"].isna().all() and df.loc[df.activation == "apalu", "a"].notna().all()
+    r = layer_ratios(df)
+    assert len(r) == 2 * 2 * 2 * 2
+    # sigmoid's gradients shrink toward the input: σ' <= 1/4 per layer
+    sig = r[(r.activation == "sigmoid") & (r.depth == 6) & (r.stage == "init")]["log10_ratio"]
+    assert (sig < -1).all()
+    ap = r[r.activation == "apalu"]
+    assert ap["log10_pred_3a2"].notna().all() and r[r.activation == "sigmoid"]["log10_pred_3a2"].isna().all()
+    # same seed, same numbers
+    df2 = gradient_flow(ds, [3], ["apalu"], [0], width=8, k_steps=2, n_samples=32)
+    assert np.allclose(df2["grad_norm"], df[(df.depth == 3) & (df.activation == "apalu") & (df.seed == 0)]["grad_norm"])
+
+
+def test_gradient_flow_cnn():
+    ds = load_dataset("digits", n_train=50)
+    df = gradient_flow(ds, [2], ["relu"], [0], model="cnn", width=4, k_steps=1, n_samples=16)
+    assert len(df) == 2 * 2 and (df["grad_norm"] > 0).all()
+
+
+def test_run_trainings_and_compare(digits, tmp_path):
+    w = ResultsWriter(tmp_path, "runs")
+    configs = grid(activation=["apalu", "relu"], seed=[0, 1, 2], init=["0,2"], constraint=["none"])
+    df = run_trainings(digits, configs, model="mlp", model_kw={"width": 16, "depth": 1},
+                       fit_kw={"epochs": 2, "lr": 1e-2}, writer=w, curves=True)
+    acc = df[df.metric == "test_accuracy"]
+    assert len(acc) == 6 and (acc["value"] > 0.3).all()
+    assert (df.metric == "step_loss").sum() == 6 * 2 * 4
+    n_params = df[df.metric == "n_params"].groupby("activation")["value"].first()
+    assert n_params["apalu"] == n_params["relu"] + 2
+    c = compare(df, "test_accuracy", baseline="relu")
+    assert len(c) == 1 and c["n_treatment"].iloc[0] == 3 and c["low"].iloc[0] <= c["diff"].iloc[0] <= c["high"].iloc[0]
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == len(df)
+
+
+def test_run_trainings_n_train_and_trajectories(digits, tmp_path):
+    tw = ResultsWriter(tmp_path, "traj")
+    df = run_trainings(digits, [{"activation": "apalu", "seed": 0, "n_train": 50, "per_channel": True}],
+                       model_kw={"width": 4, "depth": 2}, fit_kw={"epochs": 1, "log_params_every": 1},
+                       trajectories=tw)
+    assert df[df.metric == "steps"]["value"].iloc[0] == 1  # 50 samples, batch 64
+    t = tw.frame()
+    assert set(t["channel"]) == {0, 1, 2, 3} and set(t["step"]) == {0, 1}
+
+
+def test_one_class_runs(digits):
+    df = one_class_runs(digits, [0, 1], ["relu"], [0], model_kw={"rep_dim": 8},
+                        fit_kw={"epochs": 1})
+    auc = df[df.metric == "test_auc"]
+    assert len(auc) == 2 and auc["value"].between(0, 1).all()
