@@ -13,8 +13,8 @@
   excluded) the number of runs ``n``, ``mean``, ``std`` and the 95% confidence interval of
   the mean, ``mean ± t(0.975, n-1)·std/√n`` (Student's t; NaN for n = 1).
 
-The CI lives here (the package has no shared statistics helper yet); :func:`t975` is the
-two-sided 95% Student-t quantile, within 1e-4 of SciPy's, without SciPy.
+The interval comes from :func:`apalu.stats.mean_ci` (Student's t), shared with the empirical
+chapters, so a number in this chapter and the same number in a chapter agree.
 """
 
 from __future__ import annotations
@@ -28,43 +28,29 @@ import pandas as pd
 
 from .sweep import STAGING, atomic_write_text, machine_summary, read_json
 
-__all__ = ["t975", "mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
+__all__ = ["mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
            "OUTPUT_FILES"]
 
 #: Files ``collect`` writes into the sweep folder (never read back as run results).
 OUTPUT_FILES = ("runs.csv", "results.csv", "summary.csv")
 _SEED_NAMES = ("seed", "seeds")
-_RUN_COLUMNS = ("run_id", "file", "status", "wall_s", "attempt")
-
-# t(0.975, df) for df = 1..30 (two-sided 95%); beyond 30 a Cornish-Fisher expansion.
-_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
-
-
-def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (NaN for df < 1)."""
-    if df < 1:
-        return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959963984540054
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+# Per-run labels, never part of a setting: our run id, the experiments' own run key ("run").
+_RUN_COLUMNS = ("run_id", "run", "status", "wall_s", "attempt")
 
 
 def mean_ci(values: Iterable[float]) -> dict[str, float]:
-    """n, mean, std (ddof=1) and the 95% t-interval of the mean of the finite ``values``."""
+    """n, mean, std (ddof=1) and the 95% Student-t interval of the mean of the finite ``values``
+    (the interval from :func:`apalu.stats.mean_ci`; NaN bounds for fewer than two values)."""
+    from .stats import mean_ci as _t_ci
+
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    r = _t_ci(xs, level=0.95, method="t") if xs else {"mean": math.nan, "low": math.nan,
+                                                       "high": math.nan}
     n = len(xs)
-    if n == 0:
-        return {"n": 0, "mean": math.nan, "std": math.nan, "ci95": math.nan,
-                "ci95_low": math.nan, "ci95_high": math.nan}
-    mean = sum(xs) / n
+    mean = sum(xs) / n if n else math.nan
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else math.nan
-    half = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-    return {"n": n, "mean": mean, "std": std, "ci95": half,
-            "ci95_low": mean - half, "ci95_high": mean + half}
+    return {"n": n, "mean": r["mean"], "std": std, "ci95": (r["high"] - r["low"]) / 2,
+            "ci95_low": r["low"], "ci95_high": r["high"]}
 
 
 def _cell(v: Any) -> Any:
@@ -131,10 +117,11 @@ def summarize(results: pd.DataFrame, value: str = "value", seed_params: Iterable
     if results.empty or value not in results.columns:
         return pd.DataFrame(columns=["n", "mean", "std", "ci95", "ci95_low", "ci95_high"])
     drop = {value, *_RUN_COLUMNS, *seed_params, *exclude}
-    keys = [c for c in results.columns if c not in drop
-            and (c == "metric" or results[c].nunique(dropna=False) > 1)]
     data = results.copy()
     data[value] = pd.to_numeric(data[value], errors="coerce")
+    data = data[data[value].notna()]  # rows without a value (other tables, diverged runs)
+    keys = [c for c in data.columns if c not in drop
+            and (c == "metric" or data[c].nunique(dropna=False) > 1)]
     for k in keys:  # NaN would vanish from a groupby; lists are already JSON strings
         data[k] = data[k].astype(object).where(data[k].notna(), "")
     rows = []
@@ -143,7 +130,12 @@ def summarize(results: pd.DataFrame, value: str = "value", seed_params: Iterable
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key)), **mean_ci(grp[value].tolist())})
     out = pd.DataFrame(rows)
-    return out.sort_values(keys, kind="stable").reset_index(drop=True) if keys else out
+    if keys:
+        try:
+            out = out.sort_values(keys, kind="stable")
+        except TypeError:  # a column mixing numbers and text: sort it as text
+            out = out.sort_values(keys, kind="stable", key=lambda col: col.astype(str))
+    return out.reset_index(drop=True)
 
 
 def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = True,

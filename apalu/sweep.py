@@ -26,6 +26,7 @@ after a crash or ``kill -9`` therefore completes the sweep with no run lost or d
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -226,6 +227,20 @@ def _json_ok(value: Any) -> bool:
     return False
 
 
+def _value_rule(name: str, value: Any) -> str | None:
+    """The book's own value rules for notebook parameters (:func:`apalu.params.validate`:
+    activation names, depths >= 1, ...), so a sweep fails before its first run, not in it."""
+    try:
+        from .params import validate
+    except ImportError:  # the rules need torch; without them only names and types are checked
+        return None
+    try:
+        validate(**{name: value})
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def notebook_parameters(path: Path) -> dict[str, dict]:
     """The notebook's ``parameters`` cell, as papermill reads it (name -> info)."""
     import papermill
@@ -297,6 +312,10 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
                 problems.append(f"{where}.{pname}: {value!r} has type {type(value).__name__}, "
                                 f"the notebook's default {params[pname]['default']} is "
                                 f"{_tname(expected)}")
+                return
+        rule_problem = _value_rule(pname, value)
+        if rule_problem:
+            problems.append(f"{where}.{pname}: {rule_problem}")
 
     seen: dict[str, str] = {}
 
@@ -376,6 +395,13 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
             if params and seed_param not in params:
                 problems.append(f"seed_param: the notebook's parameters cell does not define "
                                 f"{seed_param!r} (it defines: {', '.join(params)})")
+            else:
+                as_list = params and _expected_type(params[seed_param])[0] is list
+                for sd in seeds:
+                    bad = _value_rule(seed_param, [sd] if as_list else sd)
+                    if bad:
+                        problems.append(f"seeds: {sd}: {bad}")
+                        break
     elif seed_param is not None:
         problems.append("seed_param: given without seeds")
 
@@ -604,20 +630,38 @@ def clean_staging(sweep_dir: Path) -> list[Path]:
     return removed
 
 
-def _prepare_env(root: Path, threads: int | None) -> None:
-    """Make the kernel find this Python (``python3`` kernelspec runs ``python``) and the package."""
+def _kernel_env(root: Path, threads: int | None) -> dict[str, str]:
+    """Variables the run's kernel needs: this Python first on PATH (the ``python3`` kernelspec
+    runs ``python``), the package on PYTHONPATH, the book root, and its thread count."""
+    out: dict[str, str] = {}
     bindir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if bindir not in path.split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + path
+        out["PATH"] = bindir + os.pathsep + path
     pp = os.environ.get("PYTHONPATH", "")
     if str(root) not in pp.split(os.pathsep):
-        os.environ["PYTHONPATH"] = str(root) + (os.pathsep + pp if pp else "")
-    os.environ.setdefault("APALU_BOOK_ROOT", str(root))
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+        out["PYTHONPATH"] = str(root) + (os.pathsep + pp if pp else "")
+    if "APALU_BOOK_ROOT" not in os.environ:
+        out["APALU_BOOK_ROOT"] = str(root)
+    out["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)
+        out["OMP_NUM_THREADS"] = out["MKL_NUM_THREADS"] = str(threads)
+    return out
+
+
+@contextlib.contextmanager
+def _environ(changes: dict[str, str]):
+    """Set environment variables for the duration (a kernel started inside inherits them)."""
+    saved = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _publish(staging: Path, final: Path) -> bool:
@@ -664,7 +708,6 @@ def execute_run(run: Run, retry_failed: bool = False) -> dict:
         return {**current, "skipped": True}
     import papermill
 
-    _prepare_env(run.root, run.threads)
     staging = _staging_dir(run)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -680,12 +723,13 @@ def execute_run(run: Run, retry_failed: bool = False) -> dict:
     status, error, tb = "complete", None, None
     t0 = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(run.notebook), str(staging / "notebook.ipynb"),
-            parameters={**run.parameters, "output_dir": out_param},
-            kernel_name="python3", cwd=str(nb_dir), progress_bar=False, log_output=False,
-            execution_timeout=run.execution_timeout,
-        )
+        with _environ(_kernel_env(run.root, run.threads)):
+            papermill.execute_notebook(
+                str(run.notebook), str(staging / "notebook.ipynb"),
+                parameters={**run.parameters, "output_dir": out_param},
+                kernel_name="python3", cwd=str(nb_dir), progress_bar=False, log_output=False,
+                execution_timeout=run.execution_timeout,
+            )
     except Exception as exc:  # a failing notebook is a result, not a crash
         status = "failed"
         ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
@@ -841,10 +885,10 @@ def run_sweep(spec: SweepSpec, executor: str = "local", jobs: int = 1, retry_fai
                         "they stay pending; run the same command again")
     elif executor == "slurm":
         if todo:
-            _prepare_env(spec.root, None)  # jobs inherit the environment: find apalu and python
             logs = sweep_dir / ".submitit" / ("%j" if slurm_cluster == "slurm" else slurm_cluster)
             ex = make_submitit_executor(spec, logs, slurm_cluster, overrides)
-            sub = ex.map_array(execute_run, todo, [retry_failed] * len(todo))
+            with _environ(_kernel_env(spec.root, None)):  # jobs inherit it: find apalu, python
+                sub = ex.map_array(execute_run, todo, [retry_failed] * len(todo))
             log(f"submitted {len(sub)} jobs ({slurm_cluster}): {sub[0].job_id.split('_')[0]}")
             if wait:
                 import submitit
