@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -69,8 +70,29 @@ def variance_preserving_gain(act: nn.Module | callable, n: int = 101) -> float:
             return float(init_gain(act))
         except ImportError:
             pass
+    if not isinstance(act, APALU) and isinstance(act, nn.Module) and not any(True for _ in act.parameters()):
+        return _fixed_gain(repr(act), act, n)
+    return _gain_by_quadrature(act, n)
+
+
+_GAIN_CACHE: dict[tuple[str, int], float] = {}
+
+
+def _fixed_gain(key: str, act, n: int) -> float:
+    """Parameter-free activations: the gain depends only on the module's repr (cached)."""
+    if (key, n) not in _GAIN_CACHE:
+        _GAIN_CACHE[(key, n)] = _gain_by_quadrature(act, n)
+    return _GAIN_CACHE[(key, n)]
+
+
+@functools.lru_cache(maxsize=8)
+def _hermite_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
     z, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / w.sum()
+    return z, w / w.sum()
+
+
+def _gain_by_quadrature(act, n: int) -> float:
+    z, w = _hermite_nodes(n)
     with torch.no_grad():
         if isinstance(act, APALU):
             from .functional import apalu as f
