@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                        "all results and a summary (mean, std, 95%% CI per setting).")
     c.add_argument("sweep_dir", type=Path, nargs="+", help="data/results/<sweep> (one or more)")
     c.add_argument("--out", type=Path, default=None, help="write here instead of the sweep folder")
-    c.add_argument("--value", default="value", help="the numeric column to summarise (default value)")
+    c.add_argument("--value", default=None, help="the numeric column to summarise (default: the "
+                   "spec's 'value', else 'value')")
     c.add_argument("--exclude", action="append", default=[],
                    help="a column that does not identify a setting (repeatable)")
     c.add_argument("--print", dest="show", action="store_true", help="print the summary")

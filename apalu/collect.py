@@ -29,7 +29,7 @@ import pandas as pd
 from .sweep import STAGING, atomic_write_text, machine_summary, read_json
 
 __all__ = ["mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
-           "OUTPUT_FILES"]
+           "OUTPUT_FILES", "expected_runs", "markdown_table", "summary_wide", "sweep_overview"]
 
 #: Files ``collect`` writes into the sweep folder (never read back as run results).
 OUTPUT_FILES = ("runs.csv", "results.csv", "summary.csv")
@@ -99,8 +99,11 @@ def load_results(sweep_dir: str | Path) -> pd.DataFrame:
             df.insert(0, "file", csv.relative_to(d).as_posix())
             df.insert(0, "run_id", d.name)
             for k, v in params.items():
-                if k not in df.columns:
-                    df[k] = _cell(v)
+                if k in df.columns:
+                    continue
+                if isinstance(v, list) and len(v) == 1 and k.endswith("s") and k[:-1] in df.columns:
+                    continue  # `activations: [relu]` is already the CSV's `activation` column
+                df[k] = _cell(v)
             frames.append(df)
     if not frames:
         return pd.DataFrame(columns=["run_id", "file"])
@@ -139,9 +142,10 @@ def summarize(results: pd.DataFrame, value: str = "value", seed_params: Iterable
 
 
 def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = True,
-            value: str = "value", exclude: Iterable[str] = ()) -> dict[str, pd.DataFrame]:
+            value: str | None = None, exclude: Iterable[str] = ()) -> dict[str, pd.DataFrame]:
     """Runs, tidy results and summary of one sweep; written as CSV to ``out`` (default: the
-    sweep folder) unless ``write`` is false."""
+    sweep folder) unless ``write`` is false. ``value``: the column to summarise (default: the
+    spec's ``value``, else ``value``)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep folder {sweep_dir}")
@@ -152,6 +156,7 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = 
         spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
     except (OSError, ValueError):
         pass
+    value = value or spec.get("value") or "value"
     seed_param = spec.get("seed_param")
     seeds = tuple({*(_SEED_NAMES), *([seed_param] if seed_param else [])})
     runs = load_runs(sweep_dir)
@@ -170,3 +175,81 @@ def list_sweeps(results_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(d for d in root.iterdir() if d.is_dir() and (d / "sweep.yaml").is_file())
+
+
+# --------------------------------------------------------------------------- the book's chapter
+
+
+def expected_runs(spec: dict) -> int:
+    """How many runs a sweep spec (as saved in ``sweep.yaml``) expands to."""
+    n = 1
+    for vals in (spec.get("grid") or {}).values():
+        n *= len(vals)
+    zips = spec.get("zip") or []
+    for group in [zips] if isinstance(zips, dict) else zips:
+        n *= len(next(iter(group.values()))) if group else 1
+    seeds = spec.get("seeds") or []
+    n *= seeds if isinstance(seeds, int) else max(1, len(seeds))
+    return n
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
+    """A Markdown table (floats to ``digits`` decimals); no tabulate needed."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def summary_wide(summary: pd.DataFrame, metrics: Iterable[str] | None = None, digits: int = 4,
+                 scale: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per setting, one column per metric: ``mean ± ci95 (n)``."""
+    if summary.empty or "metric" not in summary:
+        return pd.DataFrame()
+    s = summary if metrics is None else summary[summary["metric"].isin(list(metrics))]
+    keys = [c for c in s.columns if c not in ("metric", "n", "mean", "std", "ci95", "ci95_low", "ci95_high")]
+    scale = scale or {}
+
+    def cell(r):
+        k = scale.get(r["metric"], 1.0)
+        ci = "" if math.isnan(r["ci95"]) else f" ± {r['ci95'] * k:.{digits}f}"
+        return f"{r['mean'] * k:.{digits}f}{ci} (n={int(r['n'])})"
+
+    s = s.assign(cell=s.apply(cell, axis=1))
+    if not keys:
+        return s.set_index("metric")["cell"].to_frame().T.reset_index(drop=True)
+    wide = s.pivot_table(index=keys, columns="metric", values="cell", aggfunc="first", sort=False)
+    order = [m for m in (metrics or wide.columns) if m in wide.columns]
+    return wide[order].reset_index().rename_axis(columns=None)
+
+
+def sweep_overview(sweep_dir: str | Path) -> dict[str, Any]:
+    """What the book says about one sweep: spec, counts, run time, machines, invocations."""
+    import yaml
+
+    sweep_dir = Path(sweep_dir)
+    spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
+    runs = load_runs(sweep_dir)
+    status = runs["status"] if len(runs) else pd.Series(dtype=object)
+    machines = (runs.groupby("machine", dropna=False).size().sort_values(ascending=False)
+                if len(runs) and "machine" in runs else pd.Series(dtype=int))
+    invocations = []
+    log = sweep_dir / "invocations.jsonl"
+    if log.exists():
+        invocations = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    wall = pd.to_numeric(runs["wall_s"], errors="coerce") if len(runs) else pd.Series(dtype=float)
+    return {
+        "name": spec.get("name", sweep_dir.name), "description": spec.get("description", ""),
+        "notebook": spec.get("notebook", ""), "claims": list(spec.get("claims") or []),
+        "metrics": list(spec.get("metrics") or []), "spec": spec,
+        "expected": expected_runs(spec), "complete": int((status == "complete").sum()),
+        "failed": int((status == "failed").sum()),
+        "run_time_s": float(wall.sum()) if len(wall) else 0.0,
+        "median_run_s": float(wall.median()) if wall.notna().any() else math.nan,
+        "machines": {str(k): int(v) for k, v in machines.items()}, "invocations": invocations,
+    }

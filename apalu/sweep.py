@@ -69,7 +69,7 @@ __all__ = [
 RESERVED = ("output_dir",)
 SPEC_KEYS = (
     "name", "description", "notebook", "fixed", "grid", "zip", "seeds", "seed_param",
-    "resources", "execution_timeout", "claims",
+    "resources", "execution_timeout", "claims", "metrics", "value",
 )
 #: resources keys -> AutoExecutor parameter names (generic ones, or slurm_-prefixed ones).
 RESOURCE_KEYS = {
@@ -193,7 +193,7 @@ def _expected_type(info: dict) -> tuple[type | None, Any]:
 
 
 def _type_ok(value: Any, expected: type | None, default: Any) -> bool:
-    if expected is None:
+    if expected is None or value is None:  # None: the notebook's own "not given" (rules still apply)
         return True
     if expected is bool:
         return isinstance(value, bool)
@@ -242,10 +242,34 @@ def _value_rule(name: str, value: Any) -> str | None:
 
 
 def notebook_parameters(path: Path) -> dict[str, dict]:
-    """The notebook's ``parameters`` cell, as papermill reads it (name -> info)."""
-    import papermill
+    """The names the notebook's ``parameters`` cell assigns (name -> papermill-style info:
+    ``default`` source text, ``inferred_type_name`` from an annotation).
 
-    return papermill.inspect_notebook(str(path))
+    The cell is read with Python's own parser; papermill's ``inspect_notebook`` (a line-based
+    reader that gives up on lines such as ``x = ""  # ('' = default)``) is the fallback for a
+    cell that is not plain Python (e.g. holds IPython magics)."""
+    nb = json.loads(Path(path).read_text())
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    src = "".join(cells[0]["source"]) if cells else ""
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        import papermill
+
+        return papermill.inspect_notebook(str(path))
+    out: dict[str, dict] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = [t for t in node.targets if isinstance(t, ast.Name)]
+            ann = None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            targets, ann = [node.target], ast.get_source_segment(src, node.annotation)
+        else:
+            continue
+        for t in targets:
+            out[t.id] = {"name": t.id, "inferred_type_name": ann or "None",
+                         "default": ast.get_source_segment(src, node.value) or "", "help": ""}
+    return out
 
 
 def _has_parameters_cell(path: Path) -> bool:
@@ -426,6 +450,11 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
     if not isinstance(claims, list) or not all(isinstance(c, str) for c in claims):
         problems.append("claims: must be a list of claim ids (see the claims ledger)")
         claims = []
+    metrics = raw.get("metrics", []) or []
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        problems.append("metrics: must be a list of metric names (shown first in the book)")
+    if not isinstance(raw.get("value", "value"), str):
+        problems.append("value: must be the name of the numeric column to summarise")
     description = raw.get("description", "") or ""
     if not isinstance(description, str):
         problems.append("description: must be a string")
@@ -825,7 +854,10 @@ def _pending(runs: list[Run], retry_failed: bool) -> tuple[list[Run], dict[str, 
 
 def _write_sweep_files(spec: SweepSpec, sweep_dir: Path) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({**spec.raw, "name": spec.name, "notebook": spec.notebook},
+    resolved = {"name": spec.name, "notebook": spec.notebook}
+    if spec.seeds:
+        resolved["seed_param"] = spec.seed_param
+    text = yaml.safe_dump({**spec.raw, **resolved},
                           sort_keys=False, allow_unicode=True)
     target = sweep_dir / "sweep.yaml"
     if not target.exists() or target.read_text() != text:

@@ -341,3 +341,25 @@ def test_console_entry_point_exists():
     assert callable(main)
     r = subprocess.run([sys.executable, "-m", "apalu", "--help"], capture_output=True, text=True, env=env())
     assert r.returncode == 0 and "sweep" in r.stdout and "collect" in r.stdout
+
+
+def test_parameters_cell_is_read_with_pythons_parser():
+    # papermill's line reader drops `output_dir` here (its comment holds quotes); ast does not.
+    names = sw.notebook_parameters(FIXTURE)
+    assert list(names) == ["x", "lr", "name", "seed", "fail", "sleep", "counter_file", "output_dir"]
+    assert names["output_dir"]["default"] == '"out"' and names["lr"]["default"] == "0.1"
+
+
+SPECS = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_shipped_specs_validate_against_their_notebooks(path):
+    """A notebook whose parameters change under a shipped spec fails here, not on the cluster."""
+    spec = sw.load_spec(path)
+    assert spec.root == REPO and spec.name == yaml.safe_load(path.read_text())["name"]
+    runs = sw.expand(spec)
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+    if path.stem.endswith("_gpu"):
+        assert spec.resources.get("gpus_per_node", 0) >= 1
+        assert "#SBATCH --gpus-per-node=" in sw.sbatch_script(spec, "/tmp/x")
