@@ -70,6 +70,7 @@ def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             df.to_csv(fh, index=False)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -129,6 +130,7 @@ def save_figure(fig, output_dir: Path, name: str, dpi: int = 110) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
 
