@@ -113,6 +113,7 @@ def test_collect_writes_csvs(sweep, tmp_path):
     out = co.collect(sweep)
     for name in co.OUTPUT_FILES:
         assert (sweep / name).exists()
+        assert (sweep / name).stat().st_mode & 0o044 == 0o044  # readable by group and others
     assert len(pd.read_csv(sweep / "results.csv")) == len(out["results"]) == 10
     assert len(pd.read_csv(sweep / "summary.csv")) == 4
     # Collecting again reads the same runs (its own CSVs at the top are not results).
