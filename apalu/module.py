@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import apalu
+from .functional import apalu, apalu_compiled
 from .init import InitSpec, parse_init
 
 __all__ = ["APALU", "CONSTRAINTS"]
@@ -46,6 +46,10 @@ class APALU(nn.Module):
             optimizer does; ``"none"`` trains a and b directly, the unconstrained reading of
             the paper (they can reach 0 or go negative).
         generator: optional :class:`torch.Generator` for the initial draw.
+        compile: route forward through :func:`apalu.functional.apalu_compiled` (``torch.compile``,
+            one fused kernel per direction; compiles on first call, falls back to eager with a
+            warning where compilation is unavailable). Default ``False``: the eager path.
+            Compiling the whole model (``torch.compile(model)``) works as well, with no graph break.
         device, dtype: of the parameters.
 
     Shape:
@@ -70,6 +74,7 @@ class APALU(nn.Module):
         generator: torch.Generator | None = None,
         device=None,
         dtype=None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(num_parameters, int) or isinstance(num_parameters, bool) or num_parameters < 1:
@@ -79,6 +84,7 @@ class APALU(nn.Module):
         self.num_parameters = num_parameters
         self.init = parse_init(init)
         self.constraint = constraint
+        self.compile = bool(compile)
         factory = {"device": device, "dtype": dtype}
         self.a_raw = nn.Parameter(torch.empty(num_parameters, **factory))
         self.b_raw = nn.Parameter(torch.empty(num_parameters, **factory))
@@ -104,6 +110,8 @@ class APALU(nn.Module):
         return self._effective(self.b_raw)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.compile:
+            return apalu_compiled(x, self.a, self.b)
         return apalu(x, self.a, self.b)
 
     def extra_repr(self) -> str:
