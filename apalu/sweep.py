@@ -241,9 +241,25 @@ def _value_rule(name: str, value: Any) -> str | None:
     return None
 
 
+def _trailing_comments(src: str) -> dict[int, str]:
+    """Line number -> the text of the ``# comment`` that ends that line (the parameter's meaning)."""
+    import io
+    import tokenize
+
+    out: dict[int, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type == tokenize.COMMENT:
+                out[tok.start[0]] = tok.string.lstrip("#").strip()
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return out
+
+
 def notebook_parameters(path: Path) -> dict[str, dict]:
     """The names the notebook's ``parameters`` cell assigns (name -> papermill-style info:
-    ``default`` source text, ``inferred_type_name`` from an annotation).
+    ``default`` source text, ``inferred_type_name`` from an annotation, ``help`` from the
+    comment that ends the assignment's line).
 
     The cell is read with Python's own parser; papermill's ``inspect_notebook`` (a line-based
     reader that gives up on lines such as ``x = ""  # ('' = default)``) is the fallback for a
@@ -257,6 +273,7 @@ def notebook_parameters(path: Path) -> dict[str, dict]:
         import papermill
 
         return papermill.inspect_notebook(str(path))
+    comments = _trailing_comments(src)
     out: dict[str, dict] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign):
@@ -268,7 +285,8 @@ def notebook_parameters(path: Path) -> dict[str, dict]:
             continue
         for t in targets:
             out[t.id] = {"name": t.id, "inferred_type_name": ann or "None",
-                         "default": ast.get_source_segment(src, node.value) or "", "help": ""}
+                         "default": ast.get_source_segment(src, node.value) or "",
+                         "help": comments.get(node.end_lineno, "")}
     return out
 
 
