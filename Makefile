@@ -65,12 +65,16 @@ book: $(STAMP)
 	@echo
 	@echo "Book built: $(CURDIR)/$(HTML)/index.html"
 
+# Runs every stage even after a failure, so one run reports all of them.
 test: $(STAMP)
-	@$(MAKE) --no-print-directory test-unit
-	@$(MAKE) --no-print-directory test-nbval
-	@$(MAKE) --no-print-directory book
-	@$(MAKE) --no-print-directory test-browser
-	@echo "make test: all checks passed"
+	@failed=""; \
+	$(MAKE) --no-print-directory test-unit  || failed="$$failed unit-tests"; \
+	$(MAKE) --no-print-directory test-nbval || failed="$$failed nbval"; \
+	if $(MAKE) --no-print-directory book; then \
+	  $(MAKE) --no-print-directory test-browser || failed="$$failed browser"; \
+	else failed="$$failed book-build(browser-test-not-run)"; fi; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: all checks passed"
 
 test-unit: $(STAMP)
 	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)

@@ -80,7 +80,7 @@ def page_requests_from_netlog(path: Path) -> list[str]:
 
 
 def render(url: str, screenshot: Path | None = None, *, chromium: str | None = None,
-           budget_ms: int = 10000, window: str = "1280,900", timeout_s: int = 90) -> Render:
+           budget_ms: int = 10000, window: str = "1280,2000", timeout_s: int = 90) -> Render:
     chromium = chromium or find_chromium()
     if chromium is None:
         raise FileNotFoundError("chromium not found (apt-get install -y chromium)")
