@@ -15,9 +15,30 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["VERDICTS", "Claim", "verdict", "record", "load", "to_markdown", "repo_root", "ledger_dir"]
+__all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
+           "summary_markdown", "repo_root", "ledger_dir"]
 
 VERDICTS = ("confirmed", "holds under a condition", "refuted", "not tested here", "not run here")
+# Every claim of the paper the ledger must account for: (id, order, the claim). A claim with no
+# record yet shows as "not tested here", so a notebook that stops recording is visible.
+PAPER_CLAIMS: tuple[tuple[str, float, str], ...] = (
+    ("continuity", 1, "APALU is continuous."),
+    ("differentiability", 2, "APALU is differentiable (smooth)."),
+    ("derivative-lower-bound", 3, "The derivative of APALU has a positive lower bound."),
+    ("monotonicity", 4, "APALU is monotonic (increasing)."),
+    ("lipschitz", 5, "APALU has a bounded derivative (is Lipschitz)."),
+    ("vanishing-gradients-analytic", 6, "APALU mitigates vanishing gradients (derivative bounded away from 0)."),
+    ("universal-approximation", 7, "Networks with APALU are universal approximators."),
+    ("exp-vanishing-gradients", 100, "APALU is robust against vanishing gradients in deep networks."),
+    ("exp-faster-convergence", 140, "APALU converges faster than the fixed activations."),
+    ("exp-image-classification", 150, "APALU improves image-classification accuracy over ReLU."),
+    ("exp-deep-svdd-auc", 151, "With APALU, Deep SVDD's AUC on MNIST improves over ReLU (+0.8 pp)."),
+    ("exp-regression-cost", 152, "APALU gives lower regression cost than ReLU and Tanh (DNN, RNN)."),
+    ("exp-cifar10-mobilenet", 153, "CIFAR-10, MobileNet: APALU beats ReLU (+0.37 pp)."),
+    ("exp-cifar10-inception", 153, "CIFAR-10, GoogLeNet: APALU beats ReLU (+0.04 pp)."),
+    ("exp-mvtec", 154, "MVTec AD: APALU improves DifferNet (+1.81 pp) and KD (+1.11 pp)."),
+    ("exp-sign-language", 154, "Sign language (small set): APALU reaches 100% accuracy."),
+)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -91,6 +112,26 @@ def _href(section: str, link_prefix: str) -> str:
     """``page#anchor`` -> ``<prefix>page.html#anchor`` (the anchor is optional)."""
     page, _, anchor = section.partition("#")
     return f"{link_prefix}{page}.html" + (f"#{anchor}" if anchor else "")
+
+
+def with_expected(claims: list[Claim]) -> list[Claim]:
+    """``claims`` plus a "not tested here" row for each paper claim that has no record."""
+    have = {c.id for c in claims}
+    missing = [Claim(id=i, claim=text, verdict="not tested here", evidence="no computed record yet",
+                     section="notebooks/ledger", source="apalu/ledger.py", order=order)
+               for i, order, text in PAPER_CLAIMS if i not in have]
+    return sorted(claims + missing, key=lambda c: (c.order, c.id))
+
+
+def summary_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
+    """Counts per verdict and a compact claim → verdict table linking into the ledger page."""
+    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+    line = "; ".join(f"**{n}** {v}" for v, n in counts.items() if n)
+    rows = ["| Claim | Verdict |", "|---|---|"]
+    for c in claims:
+        rows.append(f"| [{c.claim.replace('|', '/')}]({link_prefix}notebooks/ledger.html#claim-{c.id}) "
+                    f"| {c.verdict} |")
+    return f"{len(claims)} claims: {line}.\n\n" + "\n".join(rows)
 
 
 def to_markdown(claims: list[Claim], link_prefix: str = "../") -> str:

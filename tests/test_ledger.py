@@ -44,3 +44,24 @@ def test_repo_root_from_env_and_search(tmp_path, monkeypatch):
     assert ledger.repo_root(tmp_path / "notebooks") == tmp_path
     monkeypatch.setenv("APALU_BOOK_ROOT", str(tmp_path / "elsewhere"))
     assert ledger.repo_root() == tmp_path / "elsewhere"
+
+
+def test_with_expected_fills_missing_paper_claims_and_summary_counts(tmp_path):
+    ledger.record(_claim(order=1), tmp_path)
+    claims = ledger.with_expected(ledger.load(tmp_path))
+    ids = [c.id for c in claims]
+    assert ids.count("continuity") == 1 and len(ids) == len(ledger.PAPER_CLAIMS)
+    assert next(c for c in claims if c.id == "monotonicity").verdict == "not tested here"
+    summary = ledger.summary_markdown(claims)
+    assert summary.startswith(f"{len(claims)} claims: **1** confirmed; **{len(claims) - 1}** not tested here.")
+    assert "ledger.html#claim-continuity" in summary
+
+
+def test_committed_ledger_accounts_for_every_paper_claim():
+    """Each paper claim has a record written by the notebook that decides it."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "ledger"
+    have = {c.id for c in ledger.load(folder)}
+    missing = [i for i, _, _ in ledger.PAPER_CLAIMS if i not in have]
+    assert not missing, f"no ledger record for {missing}"
