@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
-           "summary_markdown", "repo_root", "ledger_dir"]
+           "summary_markdown", "verdict_from_interval", "repo_root", "ledger_dir"]
 
-VERDICTS = ("confirmed", "holds under a condition", "refuted", "not tested here", "not run here")
+VERDICTS = ("confirmed", "holds under a condition", "inconclusive", "refuted", "not tested here", "not run here")
 # Every claim of the paper the ledger must account for: (id, order, the claim). A claim with no
 # record yet shows as "not tested here", so a notebook that stops recording is visible.
 PAPER_CLAIMS: tuple[tuple[str, float, str], ...] = (
@@ -64,6 +64,23 @@ def verdict(holds: bool, condition_holds: bool | None = None) -> str:
     if condition_holds:
         return "holds under a condition"
     return "refuted"
+
+
+def verdict_from_interval(low: float, high: float, claimed: str = "higher") -> str:
+    """The verdict on a claimed direction of an effect, from its 95% interval.
+
+    "confirmed" if the whole interval lies on the claimed side of 0, "refuted" if it lies on the
+    other side, "inconclusive" if it contains 0 (the data at this scale cannot tell).
+    """
+    if claimed not in ("higher", "lower"):
+        raise ValueError(f"claimed must be 'higher' or 'lower', got {claimed!r}")
+    sign = 1.0 if claimed == "higher" else -1.0
+    lo, hi = sorted((sign * low, sign * high))
+    if lo > 0:
+        return "confirmed"
+    if hi < 0:
+        return "refuted"
+    return "inconclusive"
 
 
 def repo_root(start: Path | None = None) -> Path:

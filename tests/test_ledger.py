@@ -65,3 +65,16 @@ def test_committed_ledger_accounts_for_every_paper_claim():
     have = {c.id for c in ledger.load(folder)}
     missing = [i for i, _, _ in ledger.PAPER_CLAIMS if i not in have]
     assert not missing, f"no ledger record for {missing}"
+
+
+@pytest.mark.parametrize("low,high,claimed,want", [
+    (0.1, 2.0, "higher", "confirmed"), (-2.0, -0.1, "higher", "refuted"), (-1.0, 3.0, "higher", "inconclusive"),
+    (-2.0, -0.1, "lower", "confirmed"), (0.1, 2.0, "lower", "refuted"), (-0.5, 0.5, "lower", "inconclusive"),
+])
+def test_verdict_from_interval(low, high, claimed, want):
+    assert ledger.verdict_from_interval(low, high, claimed) == want
+
+
+def test_verdict_from_interval_rejects_unknown_direction():
+    with pytest.raises(ValueError, match="claimed"):
+        ledger.verdict_from_interval(0, 1, "up")
