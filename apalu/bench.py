@@ -405,12 +405,19 @@ def flop_table(numel: int = 24) -> list[dict]:
     g = torch.randn_like(x)
     rows = []
 
+    def _lean_scalar(t):
+        pa = torch.tensor(1.1, requires_grad=True)
+        pb = torch.tensor(0.8, requires_grad=True)
+        _lean_scalar.params = (pa, pb)
+        return apalu(t, pa, pb)
+
     def fb_fn(fn, nparams):
         def h(x, g, *ps):
             x = x.detach().requires_grad_()
             ps = [p.detach().requires_grad_() for p in ps]
             y = fn(x, *ps)
-            return torch.autograd.grad(y, [x, *ps], g)
+            extra = list(getattr(fn, "params", ()))  # parameters created inside fn
+            return torch.autograd.grad(y, [x, *ps, *extra], g)
         return h
 
     def fused_fb(x, g, a, b):
@@ -426,7 +433,9 @@ def flop_table(numel: int = 24) -> list[dict]:
         ("gelu", lambda t: F.gelu(t), ()),
         ("gelu_tanh", lambda t: F.gelu(t, approximate="tanh"), ()), ("silu", lambda t: F.silu(t), ()),
         ("apalu (reference eager)", apalu_reference, (a, b)),
-        ("apalu (lean eager)", apalu, (a, b)),
+        # a, b made inside the trace (constants): the scalar route reads them as Python floats
+        ("apalu (lean eager)", _lean_scalar, ()),
+        ("apalu (lean eager, per-channel)", apalu, (torch.tensor([1.1, 0.9, 1.2]), torch.tensor([0.8, 0.7, 0.6]))),
     ]
     for name, fn, ps in specs:
         fwd = count_ops(lambda x, *p: fn(x, *p), (x, *ps), x.numel())

@@ -24,6 +24,7 @@ computed in float32 and returned in their own dtype.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 
 import torch
@@ -31,7 +32,9 @@ from torch import Tensor
 
 K = 1.702  # GELU's sigmoid-approximation slope: GELU(x) ≈ x·σ(1.702x)
 
-__all__ = ["K", "apalu", "apalu_compiled", "apalu_reference", "compute_dtype", "expand_param"]
+__all__ = [
+    "K", "apalu", "apalu_compiled", "apalu_reference", "clear_workspace", "compute_dtype", "expand_param",
+]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -99,18 +102,16 @@ def _backward_math(
 # Fast paths (same function, same saved tensors; chosen per call, see _APALUFunction).
 # ---------------------------------------------------------------------------------------------
 #
-# Eager CPU: elementwise code in eager PyTorch is dominated by its temporaries. A fresh
-# input-sized tensor is a new mmap and one page fault per 4 KiB on first touch (glibc returns
-# big blocks to the OS on free), which costs more than the arithmetic. The eager fast path
-# therefore walks the input in blocks of BLOCK elements that fit in the L2 cache and reuses a
-# few block-sized scratch buffers: the only input-sized allocation is the result (as for any
-# built-in activation), and every intermediate pass reads and writes cache, not DRAM.
+# Eager CPU: elementwise code in eager PyTorch is dominated by its passes over memory and its
+# temporaries. A fresh input-sized tensor is a new mmap and one page fault per 4 KiB on first
+# touch (glibc returns big blocks to the OS on free), which costs more than the arithmetic.
+# The eager fast path therefore uses few fused ATen kernels (elu with its scale arguments,
+# silu, silu_backward, elu_backward) and in-place updates: forward 4 passes and one scratch
+# tensor, backward one scratch tensor and a bool mask besides the gradient.
 #
 # Compiled (torch.compile / inductor): one fused kernel per direction from a single exp
 # (see _forward_fused). Inductor's vectorised CPU expm1 is exp(x) - 1, which loses all
 # relative accuracy near 0⁻; _expm1_fused replaces it by a polynomial there.
-
-BLOCK = 1 << 20  # elements per block of the eager CPU path (4 MiB in float32)
 
 # Taylor polynomial of expm1 on [-EXPM1_CUT, 0]; exp(t) - 1 beyond it. Degree 8 on a quarter:
 # truncation error t^8/9! < 5e-11 relative, and exp(t) - 1 for t <= -1/4 is within 3 float32 ulp.
@@ -161,14 +162,16 @@ def _backward_fused(
 
 
 def _plain_cpu(*ts: Tensor) -> bool:
-    """True when the blocked in-place eager path applies: plain strided CPU tensors, no
-    torch.func wrappers, not being traced by a compiler."""
+    """True when the in-place eager path applies: plain strided CPU float32/float64 tensors of
+    one dtype, no torch.func wrappers, not being traced by a compiler."""
     if torch.compiler.is_compiling():
         return False
     for t in ts:
         if (
             type(t) not in (Tensor, torch.nn.Parameter)
             or t.device.type != "cpu"
+            or t.dtype not in (torch.float32, torch.float64)
+            or t.dtype != ts[0].dtype
             or t.layout != torch.strided
             or torch._C._functorch.is_functorch_wrapped_tensor(t)
         ):
@@ -176,159 +179,129 @@ def _plain_cpu(*ts: Tensor) -> bool:
     return True
 
 
-def _rows(x: Tensor, p: Tensor) -> tuple[int, int, Tensor] | None:
-    """Layout of ``x`` as an (M, L) matrix with one value of ``p`` per row, or None.
+def _eager_scalars(x: Tensor, a: Tensor, b: Tensor) -> tuple[float, float] | None:
+    """(a, b) as Python floats when both are one-element, else None (per-channel)."""
+    if a.numel() == 1 and b.numel() == 1:
+        try:
+            return float(a), float(b)
+        except RuntimeError:  # a tracer (make_fx) that can not read values: tensor arithmetic
+            return None
+    return None
 
-    A one-element ``p`` gives (1, numel, scalar); a per-channel ``p`` (shape 1..C..1 along
-    dim 1, or (C,) for a 1-D ``x``) gives M = N·C rows of L = H·W... elements and the
-    per-row values as an (M, 1) column.
+
+_TINY = {torch.float32: 2.0**-149, torch.float64: 2.0**-1074}  # smallest subnormals
+
+
+_WORKSPACE = threading.local()  # one reusable scratch tensor per thread (see _scratch)
+
+
+def _scratch(like: Tensor) -> Tensor:
+    """A scratch tensor of ``like``'s shape, reused across calls.
+
+    A fresh input-sized tensor costs page faults on first touch (a new mmap each time with
+    glibc), often more than the arithmetic done in it. The eager path needs one scratch tensor
+    per direction; it reuses the largest one this thread has used (memory: one activation of
+    the largest layer per thread; :func:`clear_workspace` frees it). It never escapes a call.
     """
-    if p.numel() == 1:
-        return 1, x.numel(), p.reshape(())
-    cd = 1 if x.dim() >= 2 else 0
-    want = [1] * x.dim()
-    want[cd] = x.shape[cd] if x.dim() else 1
-    if x.dim() == 0 or list(p.shape) != want:
-        return None
-    m = math.prod(x.shape[: cd + 1])
-    rows = p.reshape(1, -1).expand(m // p.numel(), p.numel()).reshape(m, 1)
-    return m, x.numel() // m, rows
+    n = like.numel()
+    buf = getattr(_WORKSPACE, "buf", None)
+    if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+        _WORKSPACE.buf = None  # free the old one first
+        buf = torch.empty(n, dtype=like.dtype, device=like.device)
+        _WORKSPACE.buf = buf
+    return buf[:n].view(like.shape)
 
 
-def _blocked_layout(x: Tensor, a: Tensor, b: Tensor):
-    """(M, L, a_rows, b_rows) for the blocked path, or None when it does not apply."""
-    if not x.is_contiguous() or x.numel() == 0:
-        return None
-    la, lb = _rows(x, a), _rows(x, b)
-    if la is None or lb is None:
-        return None
-    (ma, l_a, ar), (mb, l_b, br) = la, lb
-    if ma != mb:  # one scalar, one per channel: broadcast the scalar to the rows
-        m, ll = (ma, l_a) if ma > mb else (mb, l_b)
-        ar = ar.expand(m, 1) if ma == 1 else ar
-        br = br.expand(m, 1) if mb == 1 else br
-        return m, ll, ar, br
-    return ma, l_a, ar, br
+def clear_workspace() -> None:
+    """Free the eager path's reusable scratch tensor of the calling thread."""
+    _WORKSPACE.buf = None
 
 
-def _blocks(m: int, ll: int):
-    """Row/column slices of an (M, L) matrix into contiguous blocks of about BLOCK elements."""
-    rb = max(1, BLOCK // ll)
-    cb = min(ll, BLOCK)
-    for r0 in range(0, m, rb):
-        rs = slice(r0, min(m, r0 + rb))
-        for c0 in range(0, ll, cb):
-            yield rs, slice(c0, min(ll, c0 + cb))
+def _kpos(x: Tensor) -> Tensor:
+    """k·max(x, 0) into the scratch tensor (``aten.elu(x, 0, k)`` would evaluate exp on x < 0)."""
+    return torch.clamp(x, min=0, out=_scratch(x)).mul_(K)
 
 
-def _param_block(p: Tensor, rs: slice) -> Tensor:
-    return p if p.dim() == 0 else p[rs]
+def _forward_eager(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Forward in a few fused ATen kernels with in-place updates (eager CPU/GPU).
+
+    ``aten.elu(x, α, scale)`` is ``scale·x`` on x > 0 and ``α·scale·expm1(x)`` on x <= 0: with
+    α = b/a, scale = a it gives both linear parts at once. The SiLU of ``k·max(x, 0)`` is
+    ``k·x·σ(kx)`` on x >= 0 and 0 elsewhere. Scalar a, b: 5 passes, 2 input-sized allocations
+    (the result and the reused scratch, see _scratch).
+    """
+    ab = _eager_scalars(x, a, b)
+    p = _kpos(x)  # k·max(x, 0)
+    if ab is not None and ab[0] != 0.0:
+        af, bf = ab
+        y = torch.ops.aten.elu(x, bf / af, af, 1.0)  # a·x on x > 0, b·expm1(x) on x <= 0
+        torch.nn.functional.silu(p, inplace=True)
+        return y.add_(p, alpha=af / K)
+    # per-channel: b·expm1(min(x, 0)) + (a/k)·(p + silu(p)), no cancellation between a and b
+    y = torch.clamp(x, max=0).expm1_().mul_(b)
+    y.addcmul_(p, a / K)
+    torch.nn.functional.silu(p, inplace=True)
+    return y.addcmul_(p, a / K)
 
 
-def _forward_blocked(x: Tensor, a: Tensor, b: Tensor, layout) -> Tensor:
-    m, ll, ar, br = layout
-    work = compute_dtype(x.dtype)
-    ar, br = ar.to(work), br.to(work)
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    x2, o2 = x.view(m, ll), out.view(m, ll)
-    k_max = min(BLOCK, m * ll)  # the largest block (see _blocks)
-    buf = torch.empty(3 * k_max, dtype=work)
-    for rs, cs in _blocks(m, ll):
-        xb, ob = x2[rs, cs], o2[rs, cs]
-        shape, k = xb.shape, xb.numel()
-        w1 = buf[:k].view(shape) if ob.dtype != work else ob
-        w2 = buf[k : 2 * k].view(shape)
-        if xb.dtype != work:
-            xb = buf[2 * k : 3 * k].view(shape).copy_(xb)
-        a_b, b_b = _param_block(ar, rs), _param_block(br, rs)
-        torch.clamp(xb, min=0, out=w1)  # p = max(x, 0)
-        torch.mul(w1, K, out=w2)
-        torch.nn.functional.silu(w2, inplace=True)  # kp·σ(kp)
-        w1.add_(w2, alpha=1.0 / K).mul_(a_b)  # a·p·(1 + σ(kp)); 0 on x < 0
-        torch.clamp(xb, max=0, out=w2)  # min(x, 0)
-        w2.expm1_()
-        w1.addcmul_(w2, b_b)  # + b·expm1(min(x, 0)); 0 on x >= 0
-        if w1 is not ob:
-            ob.copy_(w1)
-    return out
+def _dot(h: Tensor, g: Tensor, p: Tensor, scratch: Tensor | None = None) -> Tensor:
+    """Σ h·g reduced to the shape of ``p``: a dot product for a one-element ``p``, else the
+    product (written into ``scratch``, or into ``h`` when no scratch is given) summed."""
+    if p.numel() == 1 and h.is_contiguous() and g.is_contiguous():
+        return torch.dot(h.view(-1), g.view(-1)).reshape(p.shape)
+    prod = torch.mul(h, g, out=scratch) if scratch is not None else h.mul_(g)
+    total = prod.sum_to_size(p.shape)
+    # sum_to_size returns the tensor itself when there is nothing to sum: the buffer is reused
+    return total.clone() if total.data_ptr() == prod.data_ptr() else total
 
 
-def _backward_blocked(
-    grad: Tensor, x: Tensor, a: Tensor, b: Tensor, need: tuple[bool, bool, bool], layout
+def _backward_eager(
+    grad: Tensor, x: Tensor, a: Tensor, b: Tensor, need: tuple[bool, bool, bool]
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    m, ll, ar, br = layout
-    work = compute_dtype(x.dtype)
-    ar, br = ar.to(work), br.to(work)
-    x2 = x.view(m, ll)
-    try:
-        g2 = grad.view(m, ll)
-    except RuntimeError:
-        g2 = grad.reshape(m, ll)
-    gx = torch.empty_like(x, memory_format=torch.contiguous_format) if need[0] else None
-    gx2 = gx.view(m, ll) if need[0] else None
-    acc_a = torch.zeros(m, dtype=work) if need[1] else None
-    acc_b = torch.zeros(m, dtype=work) if need[2] else None
-    per_row = m > 1
-    k_max = min(BLOCK, m * ll)  # the largest block (see _blocks)
-    buf = torch.empty(6 * k_max, dtype=work)
-    mask_buf = torch.empty(k_max, dtype=torch.bool)
-    for rs, cs in _blocks(m, ll):
-        xb, gb = x2[rs, cs], g2[rs, cs]
-        shape, k = xb.shape, xb.numel()
-        w = [buf[i * k : (i + 1) * k].view(shape) for i in range(6)]
-        if xb.dtype != work:
-            xb = w[4].copy_(xb)
-        if gb.dtype != work:
-            gb = w[5].copy_(gb)
-        a_b, b_b = _param_block(ar, rs), _param_block(br, rs)
-        w1, w2, w3 = w[0], w[1], w[2]
-        torch.clamp(xb, min=0, out=w1)  # p
-        torch.mul(w1, K, out=w2)  # kp
-        if need[0]:
-            gxb = gx2[rs, cs]
-            pos = mask_buf[:k].view(shape)
-            torch.ge(xb, 0, out=pos)
-            # g·d/dp[p·σ(kp)] = silu'(kp)·g; positive branch: a·g·(1 + silu'(kp))
-            torch.ops.aten.silu_backward.grad_input(gb, w2, grad_input=w3)
-            w3.add_(gb).mul_(a_b)
-        if need[1]:
-            torch.nn.functional.silu(w2, inplace=True)
-            w1.add_(w2, alpha=1.0 / K)  # p·(1 + σ(kp)); 0 on x < 0
-            _accumulate(acc_a, rs, w1, gb, per_row)
-        torch.clamp(xb, max=0, out=w2)  # n = min(x, 0)
-        if need[2]:
-            torch.expm1(w2, out=w1)  # expm1(n); 0 on x >= 0
-            _accumulate(acc_b, rs, w1, gb, per_row)
-        if need[0]:
-            w2.exp_().mul_(gb).mul_(b_b)  # negative branch: b·eⁿ·g
-            if gxb.dtype == work:
-                torch.where(pos, w3, w2, out=gxb)
-            else:
-                gxb.copy_(torch.where(pos, w3, w2, out=w1))
-    grad_a = grad_b = None
+    """Backward in fused ATen kernels: ``silu_backward`` gives the positive-branch slope,
+    ``elu_backward`` the negative one (b·eˣ, exact), one ``where`` joins them at x >= 0.
+    Σ g·(x + x·σ(kx)) for a is (Σ g·kx⁺ + Σ g·silu(kx⁺))/k: two dot products, no product
+    tensor for scalar a and b."""
+    ab = _eager_scalars(x, a, b)
+    g = grad
+    kp = _kpos(x)  # k·max(x, 0)
+    gx = ga = gb = None
+    if need[0] or need[1]:
+        gx = torch.empty_like(x)
     if need[1]:
-        grad_a = _reduce_rows(acc_a, a)
-    if need[2]:
-        grad_b = _reduce_rows(acc_b, b)
-    return gx, grad_a, grad_b
-
-
-def _accumulate(acc: Tensor, rs: slice, h: Tensor, g: Tensor, per_row: bool) -> None:
-    """acc += Σ h·g over each row of the block (one pass, no product tensor)."""
-    if not per_row:
-        if h.is_contiguous() and g.is_contiguous():
-            acc.add_(torch.dot(h.view(-1), g.view(-1)))
+        ga = _dot(kp, g, a, scratch=gx)
+    if need[0]:
+        torch.ops.aten.silu_backward.grad_input(g, kp, grad_input=gx)  # g·silu'(kx⁺)
+    if need[1]:
+        torch.nn.functional.silu(kp, inplace=True)  # k·x·σ(kx) on x >= 0, else 0
+        ga = (ga + _dot(kp, g, a)) / K
+    if need[0] and ab is not None and ab[0] != 0.0:
+        af, bf = ab
+        gx.add_(g)  # G = g·(1 + silu'(kx⁺)): the positive slope over a; exactly 1.5·g on x < 0
+        # elu_backward is G·a on x > 0 and G·(b/1.5a)·a·eˣ = b·g·eˣ on x <= 0: both branches in
+        # one pass. Only x == 0 (±0.0) lands on the wrong side; fixed below when present.
+        torch.ops.aten.elu_backward.grad_input(gx, bf / (1.5 * af), af, 1.0, False, x, grad_input=gx)
+        if torch.count_nonzero(x).item() < x.numel():  # one read; exact zeros are rare
+            zero = x == 0
+            torch.where(zero, g * (1.5 * af), gx, out=gx)
+    elif need[0]:
+        aten = torch.ops.aten
+        af, bf = ab if ab is not None else (a, 1.0)
+        gx.add_(g)  # g·(1 + silu'(kx)): the positive branch over a
+        # zero it on x < 0 (x <= -tiny; x = -0.0 stays on the positive side, as x >= 0 does)
+        aten.threshold_backward.grad_input(gx, x, -_TINY[x.dtype], grad_input=gx)
+        neg = aten.elu_backward.grad_input(g, bf, 1.0, 1.0, False, x, grad_input=kp)  # b·g·eˣ, x <= 0
+        aten.hardtanh_backward.grad_input(neg, x, -math.inf, 0.0, grad_input=neg)  # 0 on x >= 0
+        if ab is None:
+            gx.mul_(a).add_(neg.mul_(b))
         else:
-            acc.add_(torch.mul(h, g).sum())
+            gx.mul_(af).add_(neg)
     else:
-        acc[rs].add_(torch.bmm(h.unsqueeze(1), g.unsqueeze(2)).view(-1))
-
-
-def _reduce_rows(acc: Tensor, p: Tensor) -> Tensor:
-    """Per-row sums -> the gradient of ``p`` (its own shape)."""
-    if p.numel() == 1:
-        return acc.sum().reshape(p.shape)
-    return acc.view(-1, p.numel()).sum(dim=0).reshape(p.shape)
+        gx = None
+    if need[2]:
+        n = torch.clamp(x, max=0, out=kp).expm1_()  # expm1(min(x, 0)): 0 on x >= 0
+        gb = _dot(n, g, b)
+    return gx, ga, gb
 
 
 class _APALUFunction(torch.autograd.Function):
@@ -342,9 +315,7 @@ class _APALUFunction(torch.autograd.Function):
         if torch.compiler.is_compiling():
             return _forward_fused(x.to(work), a.to(work), b.to(work)).to(x.dtype)
         if _plain_cpu(x, a, b):
-            layout = _blocked_layout(x, a, b)
-            if layout is not None:
-                return _forward_blocked(x, a, b, layout)
+            return _forward_eager(x, a, b)
         out = _forward_math(x.to(work), a.to(work), b.to(work))
         return out.to(x.dtype)
 
@@ -366,10 +337,8 @@ class _APALUFunction(torch.autograd.Function):
             need = (False, False, False)
         elif not torch.is_grad_enabled() and _plain_cpu(grad, x, a, b):
             # (with create_graph the differentiable _backward_math below is used)
-            layout = _blocked_layout(x, a, b)
-            if layout is not None:
-                gx, ga, gb = _backward_blocked(grad, x, a, b, need, layout)
-                need = (False, False, False)
+            gx, ga, gb = _backward_eager(grad, x, a, b, need)
+            need = (False, False, False)
         if any(need):
             gx, ga, gb = _backward_math(grad.to(work), x.to(work), a.to(work), b.to(work), need)
         return (

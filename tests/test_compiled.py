@@ -1,4 +1,4 @@
-"""The fast paths compute the same function: the blocked eager CPU path, the fused (compiled)
+"""The fast paths compute the same function: the in-place eager CPU path, the fused (compiled)
 path and the compile switch, against the plain-autograd reference.
 
 The compiled path's accuracy near 0⁻ is tested explicitly: inductor vectorises ``expm1`` as
@@ -39,33 +39,44 @@ def _case(shape, per_channel, dtype=torch.float64, seed=0):
 SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (2, 4, 33)]
 
 
-@pytest.mark.parametrize("block", [AF.BLOCK, 16, 7])  # default, and blocks that split rows
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_blocked_eager_path_matches_reference(monkeypatch, shape, per_channel, block):
-    monkeypatch.setattr(AF, "BLOCK", block)
+def test_eager_fast_path_matches_reference(shape, per_channel):
     x, a, b, g = _case(shape, per_channel)
-    assert AF._blocked_layout(x, AF.expand_param(a, x), AF.expand_param(b, x)) is not None
+    assert AF._plain_cpu(x, AF.expand_param(a, x), AF.expand_param(b, x))
     got = _grads(apalu, x, a, b, g)
     want = _grads(apalu_reference, x, a, b, g)
     for u, v in zip(got, want):
         torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
 
 
-def test_blocked_path_mixed_scalar_and_per_channel(monkeypatch):
-    monkeypatch.setattr(AF, "BLOCK", 8)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eager_fast_path_special_points(dtype):
+    x = torch.tensor([0.0, -0.0, 1e-8, -1e-8, 20.0, -20.0, 1e30, -1e30, float("inf"), float("-inf")],
+                     dtype=dtype)
+    a, b = torch.tensor(1.3, dtype=dtype), torch.tensor(0.7, dtype=dtype)
+    g = torch.ones_like(x)
+    got = _grads(apalu, x, a, b, g)
+    # reference in float64 (plain autograd's expm1 backward, expm1(x) + 1, is 0 at -20 in float32)
+    want = [t.to(dtype) for t in _grads(apalu_reference, x.double(), a.double(), b.double(), g.double())]
+    torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=0)
+    fin = torch.isfinite(x)
+    torch.testing.assert_close(got[1][fin], want[1][fin], rtol=1e-6, atol=0)
+    assert got[1][0].item() == pytest.approx(1.5 * 1.3)  # right-hand slope at 0 (and at -0.0)
+    assert got[1][1].item() == pytest.approx(1.5 * 1.3)
+
+
+def test_eager_mixed_scalar_and_per_channel_and_zero_a():
     x, a, b, g = _case((2, 3, 4), True)
-    a1 = a[:1]
-    for pa, pb in ((a1, b), (a, b[:1])):
+    for pa, pb in ((a[:1], b), (a, b[:1]), (torch.zeros(1, dtype=a.dtype), b[:1])):
         got = _grads(apalu, x, pa, pb, g)
         want = _grads(apalu_reference, x, pa, pb, g)
         for u, v in zip(got, want):
             torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
 
 
-def test_blocked_path_expanded_and_noncontiguous_inputs(monkeypatch):
-    monkeypatch.setattr(AF, "BLOCK", 8)
-    x = torch.randn(4, 6, dtype=torch.float64).t()  # non-contiguous: generic path
+def test_eager_expanded_and_noncontiguous_inputs():
+    x = torch.randn(4, 6, dtype=torch.float64).t()  # non-contiguous
     a = torch.tensor(1.3, dtype=torch.float64)
     b = torch.tensor(0.6, dtype=torch.float64)
     g = torch.ones((), dtype=torch.float64).expand(6, 4)  # stride-0 gradient, as from .sum()
@@ -77,8 +88,7 @@ def test_blocked_path_expanded_and_noncontiguous_inputs(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_blocked_path_half_precision(monkeypatch, dtype):
-    monkeypatch.setattr(AF, "BLOCK", 16)
+def test_half_precision_matches_reference(dtype):
     x, a, b, g = _case((2, 3, 9), True, dtype=dtype)
     got = _grads(apalu, x, a, b, g)
     want = _grads(apalu_reference, x, a, b, g)
@@ -87,17 +97,19 @@ def test_blocked_path_half_precision(monkeypatch, dtype):
         torch.testing.assert_close(u.float(), v.float(), rtol=1e-2, atol=1e-2)
 
 
-def test_only_needed_gradients(monkeypatch):
-    monkeypatch.setattr(AF, "BLOCK", 16)
+def test_only_needed_gradients():
     x, a, b, g = _case((2, 3, 5), True)
     xl = x.clone().requires_grad_()
     y = apalu(xl, a, b)  # a, b without grad
     y.backward(g)
-    want = _grads(apalu_reference, x, a, b, g)[1]
-    torch.testing.assert_close(xl.grad, want)
+    want = _grads(apalu_reference, x, a, b, g)
+    torch.testing.assert_close(xl.grad, want[1])
     al = a.clone().requires_grad_()
     (ga,) = torch.autograd.grad(apalu(x, al, b), al, g)
-    torch.testing.assert_close(ga, _grads(apalu_reference, x, a, b, g)[2])
+    torch.testing.assert_close(ga, want[2])
+    bl = b.clone().requires_grad_()
+    (gb,) = torch.autograd.grad(apalu(x, a, bl), bl, g)
+    torch.testing.assert_close(gb, want[3])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
