@@ -340,6 +340,7 @@ _ARITH = {
     "add", "sub", "mul", "div", "neg", "where", "clamp", "clamp_min", "clamp_max", "maximum",
     "minimum", "ge", "gt", "le", "lt", "eq", "ne", "relu", "abs", "sign", "reciprocal", "sum",
     "addcmul", "pow", "square", "rsub", "bitwise_not", "logical_not", "masked_fill", "fill",
+    "bitwise_or", "bitwise_and", "logical_or", "logical_and",
 }
 # ... and one transcendental (plus the arithmetic noted) for these:
 _TRANS = {"exp": 0, "expm1": 0, "log": 0, "log1p": 0, "erf": 0, "tanh": 0, "sigmoid": 2}
@@ -370,7 +371,7 @@ def count_ops(fn: Callable, args: tuple, numel: int) -> dict:
         aten.gelu, aten.gelu_backward, aten.elu, aten.elu_backward, aten.silu, aten.silu_backward,
         aten.leaky_relu, aten.leaky_relu_backward, aten._prelu_kernel, aten._prelu_kernel_backward,
         aten.threshold_backward, aten.sigmoid_backward, aten.tanh_backward, aten.silu_,
-        aten.addcmul, aten.addcmul_,
+        aten.addcmul, aten.addcmul_, aten.hardtanh_backward,
     ])
     gm = make_fx(fn, decomposition_table=table)(*args)
     arith = trans = 0

@@ -244,6 +244,14 @@ def _forward_eager(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return y.addcmul_(p, a / K)
 
 
+def _has_zeros(x: Tensor) -> bool:
+    """Whether x holds an exact ±0 (True when a tracer can not read the count)."""
+    try:
+        return torch.count_nonzero(x).item() < x.numel()
+    except RuntimeError:
+        return True
+
+
 def _dot(h: Tensor, g: Tensor, p: Tensor, scratch: Tensor | None = None) -> Tensor:
     """Σ h·g reduced to the shape of ``p``: a dot product for a one-element ``p``, else the
     product (written into ``scratch``, or into ``h`` when no scratch is given) summed."""
@@ -281,7 +289,7 @@ def _backward_eager(
         # elu_backward is G·a on x > 0 and G·(b/1.5a)·a·eˣ = b·g·eˣ on x <= 0: both branches in
         # one pass. Only x == 0 (±0.0) lands on the wrong side; fixed below when present.
         torch.ops.aten.elu_backward.grad_input(gx, bf / (1.5 * af), af, 1.0, False, x, grad_input=gx)
-        if torch.count_nonzero(x).item() < x.numel():  # one read; exact zeros are rare
+        if _has_zeros(x):  # one read; exact zeros are rare
             zero = x == 0
             torch.where(zero, g * (1.5 * af), gx, out=gx)
     elif need[0]:
