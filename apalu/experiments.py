@@ -43,6 +43,7 @@ __all__ = [
     "compare",
     "save_figure",
     "fmt_ci",
+    "timer",
 ]
 
 

@@ -168,7 +168,11 @@ def fit(
         epochs, lr, batch_size, optimizer ("adam", "adamw", "sgd" with momentum 0.9),
         weight_decay: as usual (no decay on APALU/PReLU parameters, biases and norms).
         seed: seeds the shuffling (and Python/NumPy/torch global RNGs).
-        device: "auto", "cpu", "cuda", "cuda:N", "mps".
+        device: "auto", "cpu", "cuda", "cuda:N", "mps". On the CPU, fit turns on
+            ``torch.use_deterministic_algorithms(True, warn_only=True)`` (process-wide). Runs are
+            bit-reproducible for a fixed package state; a bit-level change to APALU's kernels
+            (apalu.functional) changes the trajectories, so stored notebook outputs must then be
+            re-executed.
         max_steps: stop after this many optimizer steps (for step-budgeted comparisons).
         log_steps: record the train loss of every step in ``steps``.
         log_params_every: log APALU's a, b every this many steps (0: once per epoch).
