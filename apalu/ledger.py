@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
-           "summary_markdown", "verdict_from_interval", "repo_root", "ledger_dir"]
+           "summary_markdown", "verdict_from_interval", "combine_verdicts", "repo_root", "ledger_dir"]
 
 VERDICTS = ("confirmed", "holds under a condition", "inconclusive", "refuted", "not tested here", "not run here")
 # Every claim of the paper the ledger must account for: (id, order, the claim). A claim with no
@@ -81,6 +81,24 @@ def verdict_from_interval(low: float, high: float, claimed: str = "higher") -> s
     if hi < 0:
         return "refuted"
     return "inconclusive"
+
+
+def combine_verdicts(parts: dict[str, str]) -> tuple[str, str]:
+    """One verdict from per-comparison verdicts (e.g. one per baseline), and the condition.
+
+    All confirmed → "confirmed"; some confirmed → "holds under a condition" (the condition names
+    where it holds); none confirmed → "refuted" if any is refuted, else "inconclusive".
+    """
+    if not parts:
+        raise ValueError("combine_verdicts needs at least one comparison")
+    held = [k for k, v in parts.items() if v == "confirmed"]
+    if len(held) == len(parts):
+        return "confirmed", ""
+    if held:
+        return "holds under a condition", "holds for " + ", ".join(held) + " only"
+    if any(v == "refuted" for v in parts.values()):
+        return "refuted", ""
+    return "inconclusive", ""
 
 
 def repo_root(start: Path | None = None) -> Path:

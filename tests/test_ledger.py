@@ -78,3 +78,13 @@ def test_verdict_from_interval(low, high, claimed, want):
 def test_verdict_from_interval_rejects_unknown_direction():
     with pytest.raises(ValueError, match="claimed"):
         ledger.verdict_from_interval(0, 1, "up")
+
+
+@pytest.mark.parametrize("parts,want", [
+    ({"relu": "confirmed", "gelu": "confirmed"}, ("confirmed", "")),
+    ({"relu": "confirmed", "gelu": "inconclusive"}, ("holds under a condition", "holds for relu only")),
+    ({"relu": "refuted", "gelu": "inconclusive"}, ("refuted", "")),
+    ({"relu": "inconclusive"}, ("inconclusive", "")),
+])
+def test_combine_verdicts(parts, want):
+    assert ledger.combine_verdicts(parts) == want
