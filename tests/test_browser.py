@@ -104,7 +104,8 @@ def chromium() -> str:
 
 def visible_text(soup) -> str:
     soup = bs4.BeautifulSoup(str(soup), "html.parser")
-    for tag in soup(["script", "style", "pre", "code", "textarea", "noscript", "mjx-container", "template"]):
+    # <head> holds <title>, which browsers show as plain text (math there cannot be typeset).
+    for tag in soup(["head", "script", "style", "pre", "code", "textarea", "noscript", "mjx-container", "template"]):
         tag.decompose()
     return soup.get_text(" ")
 
