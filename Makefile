@@ -94,12 +94,16 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/ -p no:cacheprovider
 
 # Strict nbval: every stored output must be reproduced (modulo tests/nbval_sanitize.cfg).
+# Notebooks run NBVAL_WORKERS at a time (pytest-xdist; each notebook stays on one worker);
+# they pin torch to 1-2 threads, so 2 workers use both cores. NBVAL_WORKERS=0: one at a time.
+NBVAL_WORKERS ?= 2
+
 test-nbval: $(STAMP)
 	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
 	@if [ -z "$(NOTEBOOKS)" ]; then echo "nbval: no notebooks under notebooks/, nothing to check"; exit 0; fi; \
 	$(BIN)/python -m pytest --nbval $(NOTEBOOKS) --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
-	  -p no:cacheprovider -o addopts="-ra"
+	  -n $(NBVAL_WORKERS) --dist loadscope -p no:cacheprovider -o addopts="-ra"
 
 test-browser: $(STAMP)
 	@test -f $(HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
