@@ -15,8 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -25,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .atomic import atomic_path
 from .data import Dataset, one_class
 from .models import MLP, SmallCNN, activation_params, build_model, count_parameters
 from .stats import diff_ci, mean_ci
@@ -67,15 +66,8 @@ def resolve_output_dir(output_dir: str, name: str) -> Path:
 
 
 def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            df.to_csv(fh, index=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def run_key(config: dict) -> str:
@@ -128,11 +120,8 @@ class ResultsWriter:
 def save_figure(fig, output_dir: Path, name: str, dpi: int = 110) -> Path:
     """Save ``fig`` as ``<output_dir>/<name>.png`` (atomically) and return the path."""
     path = Path(output_dir) / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     return path
 
 

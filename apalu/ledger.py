@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .atomic import atomic_write_text
 
 __all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
            "summary_markdown", "verdict_from_interval", "combine_verdicts", "repo_root", "ledger_dir"]
@@ -117,14 +118,6 @@ def ledger_dir() -> Path:
     return repo_root() / "data" / "ledger"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def record(claim: Claim, folder: Path | None = None) -> Path:
     """Write one claim's verdict to ``<folder>/<id>.json`` (default: ``data/ledger``)."""
     if not _ID.match(claim.id):
@@ -132,7 +125,7 @@ def record(claim: Claim, folder: Path | None = None) -> Path:
     if claim.verdict not in VERDICTS:
         raise ValueError(f"verdict {claim.verdict!r} is not one of {VERDICTS}")
     path = (folder or ledger_dir()) / f"{claim.id}.json"
-    _atomic_write(path, json.dumps(asdict(claim), indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(asdict(claim), indent=1, ensure_ascii=False) + "\n")
     return path
 
 

@@ -36,7 +36,6 @@ import platform
 import shutil
 import socket
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .atomic import atomic_write_text
 
 __all__ = [
     "SpecError",
@@ -143,16 +144,13 @@ class Run:
 
 
 def find_root(start: Path) -> Path:
-    """The book root: ``$APALU_BOOK_ROOT``, else the nearest folder up from ``start`` with a
-    ``_toc.yml``, else ``start`` itself."""
-    env = os.environ.get("APALU_BOOK_ROOT")
-    if env:
-        return Path(env).resolve()
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / "_toc.yml").exists():
-            return folder
-    return start
+    """The book root (:func:`apalu.ledger.repo_root`), else ``start`` itself."""
+    from .ledger import repo_root
+
+    try:
+        return repo_root(start).resolve()
+    except FileNotFoundError:
+        return start.resolve()
 
 
 def load_spec(path: str | Path, root: Path | None = None) -> SweepSpec:
@@ -543,22 +541,6 @@ def expand(spec: SweepSpec, results_root: Path | None = None, threads: int | Non
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_json(path: Path, obj: Any) -> None:
