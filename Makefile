@@ -38,7 +38,7 @@ NOTEBOOKS = $(wildcard notebooks/*.ipynb)
 
 JB_FLAGS := -W -n --keep-going --all
 
-.PHONY: help venv book book-stored test test-unit test-nbval test-browser lock clean distclean
+.PHONY: help venv book book-stored test test-unit test-nbval test-ledger test-browser lock clean distclean
 
 help:
 	@echo "make book    build the book into $(HTML) (warnings are errors)"
@@ -75,6 +75,7 @@ test: $(STAMP)
 	@failed=""; \
 	$(MAKE) --no-print-directory test-unit  || failed="$$failed unit-tests"; \
 	$(MAKE) --no-print-directory test-nbval || failed="$$failed nbval"; \
+	$(MAKE) --no-print-directory test-ledger || failed="$$failed ledger"; \
 	if $(MAKE) --no-print-directory $(TEST_BOOK); then \
 	  $(MAKE) --no-print-directory test-browser || failed="$$failed browser"; \
 	else failed="$$failed book-build(browser-test-not-run)"; fi; \
@@ -104,6 +105,17 @@ test-nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval $(NOTEBOOKS) --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
 	  -n $(NBVAL_WORKERS) --dist loadscope -p no:cacheprovider -o addopts="-ra"
+
+# nbval has just re-run every notebook, and each rewrote its ledger records: if any record now
+# differs from the committed one, the book's verdicts are stale (or not reproducible).
+test-ledger:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  changed=$$(git status --porcelain -- data/ledger); \
+	  if [ -n "$$changed" ]; then echo "$$changed"; git --no-pager diff -- data/ledger | head -40; \
+	    echo "data/ledger differs from the committed records after re-running the notebooks:"; \
+	    echo "run scripts/execute_notebooks.sh and commit notebooks/ and data/ledger/"; exit 1; fi; \
+	  echo "ledger: the re-run notebooks reproduce every committed verdict"; \
+	else echo "ledger: not a git checkout, check skipped"; fi
 
 test-browser: $(STAMP)
 	@test -f $(HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
