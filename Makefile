@@ -38,7 +38,7 @@ NOTEBOOKS = $(wildcard notebooks/*.ipynb)
 
 JB_FLAGS := -W -n --keep-going --all
 
-.PHONY: help venv book book-stored test test-unit test-nbval test-ledger test-browser lock clean distclean
+.PHONY: help venv cache-check book book-stored test test-unit test-nbval test-ledger test-browser lock clean distclean
 
 help:
 	@echo "make book    build the book into $(HTML) (warnings are errors)"
@@ -55,11 +55,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'expected the CPU build of torch'; print('torch', torch.__version__, '(CPU)')"
 	@touch $@
 
-book: $(STAMP)
+# The execution cache keys on code cells only: clear it when apalu/ or the lock changed.
+cache-check:
 	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
 	@if [ "$$(cat $(BUILD)/.pkg-hash 2>/dev/null)" != "$(PKG_HASH)" ]; then \
 	  echo "apalu/ or the lock changed: clearing the notebook execution cache"; \
 	  rm -rf $(BUILD)/.jupyter_cache $(BUILD)/jupyter_execute; fi
+
+book: $(STAMP) cache-check
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "$(PKG_HASH)" > $(BUILD)/.pkg-hash
 	@echo
@@ -83,10 +86,10 @@ test: $(STAMP)
 	echo "make test: all checks passed"
 
 # Same build, but notebooks/*.ipynb are rendered from their stored outputs (not executed).
-book-stored: $(STAMP)
-	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
+book-stored: $(STAMP) cache-check
 	$(BIN)/python scripts/book_config.py --stored 'notebooks/*.ipynb' -o $(BUILD)/_config.stored.yml
 	$(BIN)/jupyter-book build . --config $(BUILD)/_config.stored.yml $(JB_FLAGS)
+	@echo "$(PKG_HASH)" > $(BUILD)/.pkg-hash
 	@echo
 	@echo "Book built (notebooks from stored outputs): $(CURDIR)/$(HTML)/index.html"
 

@@ -8,6 +8,7 @@ renders them with :func:`to_markdown`, each row with a stable anchor ``claim-<id
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -151,24 +152,37 @@ def with_expected(claims: list[Claim]) -> list[Claim]:
     return sorted(claims + missing, key=lambda c: (c.order, c.id))
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: pipes and emphasis marks (3*a/2) escaped."""
+    for ch in ("\\", "|", "*", "_", "`"):
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", " ")
+
+
+def _link(text: str, href: str) -> str:
+    # Raw HTML, not [text](href): MyST would resolve a relative .html link as a cross-reference
+    # and warn; an <a> passes through to the page unchanged.
+    return f'<a href="{html.escape(href, quote=True)}">{html.escape(text)}</a>'
+
+
 def summary_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
     """Counts per verdict and a compact claim → verdict table linking into the ledger page."""
     counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     line = "; ".join(f"**{n}** {v}" for v, n in counts.items() if n)
     rows = ["| Claim | Verdict |", "|---|---|"]
     for c in claims:
-        rows.append(f"| [{c.claim.replace('|', '/')}]({link_prefix}notebooks/ledger.html#claim-{c.id}) "
-                    f"| {c.verdict} |")
+        href = f"{link_prefix}notebooks/ledger.html#claim-{c.id}"
+        rows.append(f"| {_link(_cell(c.claim), href)} | {c.verdict} |")
     return f"{len(claims)} claims: {line}.\n\n" + "\n".join(rows)
 
 
 def to_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
     """A Markdown table with one anchored row per claim (render with IPython's Markdown)."""
-    rows = ["| | Claim (paper) | Verdict | Evidence (computed) | Where |", "|---|---|---|---|---|"]
+    rows = ["| | Claim (paper) | Verdict | Where | Evidence (computed) |", "|---|---|---|---|---|"]
     for c in claims:
-        cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        page = c.section.partition("#")[0].rpartition("/")[2]
         rows.append(
-            f'| <a id="claim-{c.id}"></a>[#](#claim-{c.id}) | {cell(c.claim)} | **{c.verdict}** '
-            f"| {cell(c.evidence)} | [{c.section}]({_href(c.section, link_prefix)}) |"
+            f'| <a id="claim-{c.id}" href="#claim-{c.id}">#</a> | {_cell(c.claim)} | **{c.verdict}** '
+            f"| {_link(page, _href(c.section, link_prefix))} | {_cell(c.evidence)} |"
         )
     return "\n".join(rows)

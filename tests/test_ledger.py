@@ -25,7 +25,8 @@ def test_record_load_render(tmp_path):
     claims = ledger.load(tmp_path)
     assert [c.id for c in claims] == ["lower-bound", "continuity"]
     md = ledger.to_markdown(claims)
-    assert '<a id="claim-continuity"></a>' in md and "**refuted**" in md
+    assert '<a id="claim-continuity" href="#claim-continuity">#</a>' in md and "**refuted**" in md
+    assert '<a href="../notebooks/theory.html">theory</a>' in md
     assert "inf f' = 0 \\| x<0" in md  # pipes escaped so the table stays a table
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
 
@@ -88,3 +89,9 @@ def test_verdict_from_interval_rejects_unknown_direction():
 ])
 def test_combine_verdicts(parts, want):
     assert ledger.combine_verdicts(parts) == want
+
+
+def test_markdown_cells_escape_emphasis_and_pipes(tmp_path):
+    ledger.record(_claim(evidence="f'(0+) = 3*a/2 | x_min"), tmp_path)
+    md = ledger.to_markdown(ledger.load(tmp_path))
+    assert r"3\*a/2 \| x\_min" in md
