@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .gain import init_gain
 from .module import APALU
 from .registry import check_activation, make_activation
 
@@ -61,28 +62,20 @@ class _ActFactory:
 
 def variance_preserving_gain(act: nn.Module | callable, n: int = 101) -> float:
     """The weight gain g (weights ~ N(0, g²/fan_in)) that keeps the pre-activation variance at 1
-    through a wide layer: g = 1/sqrt(E[f(z)²]), z ~ N(0, 1), by Gauss–Hermite quadrature
-    (ReLU: √2, the He gain). For APALU it uses the module's current a and b (their mean)."""
+    through a wide layer: g = 1/sqrt(E[f(z)²]), z ~ N(0, 1). APALU: :func:`apalu.init_gain`
+    (the theory chapter's formula, at the module's current a and b); any other activation: by
+    Gauss–Hermite quadrature (ReLU: √2, the He gain), cached for parameter-free modules."""
     if isinstance(act, APALU):
-        try:  # the theory chapter's closed form, when that module is present
-            from .gain import init_gain
-
-            return float(init_gain(act))
-        except ImportError:
-            pass
-    if not isinstance(act, APALU) and isinstance(act, nn.Module) and not any(True for _ in act.parameters()):
-        return _fixed_gain(repr(act), act, n)
+        return float(init_gain(act))
+    if isinstance(act, nn.Module) and not any(True for _ in act.parameters()):
+        key = (repr(act), n)
+        if key not in _GAIN_CACHE:
+            _GAIN_CACHE[key] = _gain_by_quadrature(act, n)
+        return _GAIN_CACHE[key]
     return _gain_by_quadrature(act, n)
 
 
 _GAIN_CACHE: dict[tuple[str, int], float] = {}
-
-
-def _fixed_gain(key: str, act, n: int) -> float:
-    """Parameter-free activations: the gain depends only on the module's repr (cached)."""
-    if (key, n) not in _GAIN_CACHE:
-        _GAIN_CACHE[(key, n)] = _gain_by_quadrature(act, n)
-    return _GAIN_CACHE[(key, n)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -93,13 +86,10 @@ def _hermite_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _gain_by_quadrature(act, n: int) -> float:
     z, w = _hermite_nodes(n)
+    params = list(act.parameters()) if isinstance(act, nn.Module) else []
+    dtype = params[0].dtype if params else torch.float64  # e.g. PReLU refuses mixed dtypes
     with torch.no_grad():
-        if isinstance(act, APALU):
-            from .functional import apalu as f
-
-            fz = f(torch.tensor(z), float(act.a.mean()), float(act.b.mean())).numpy()
-        else:
-            fz = act(torch.tensor(z)).numpy()
+        fz = act(torch.tensor(z, dtype=dtype)).double().numpy()
     second = float((w * fz**2).sum())
     return 1.0 / math.sqrt(second) if second > 0 else float("nan")
 

@@ -46,6 +46,15 @@ def test_gain_weight_init_preserves_variance():
     assert abs(variance_preserving_gain(torch.nn.ReLU()) - 2 ** 0.5) < 1e-6
 
 
+def test_variance_preserving_gain_for_apalu_and_parametric_modules():
+    from apalu import APALU, init_gain
+
+    act = APALU(init="fixed:1,1.5")
+    assert variance_preserving_gain(act) == pytest.approx(init_gain(1.0, 1.5), rel=1e-5)
+    # PReLU at slope 0.25: E[f(z)^2] = (1 + 0.25^2) / 2
+    assert variance_preserving_gain(torch.nn.PReLU()) == pytest.approx((2 / 1.0625) ** 0.5, rel=1e-6)
+
+
 def test_weight_init_unknown():
     with pytest.raises(ValueError, match="weight_init"):
         MLP(4, 2, weight_init="nope")
