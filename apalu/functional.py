@@ -3,14 +3,19 @@ r"""Functional APALU: ``f(x) = a·(x + x·σ(kx))`` for ``x ≥ 0`` and ``b·(e�
 ``k = 1.702`` (the sigmoid approximation of GELU). ``a`` and ``b`` are the *effective*
 (positive) parameters; the module :class:`apalu.APALU` maps its raw parameters to them.
 
-Two implementations share one definition:
+The implementations share one definition:
 
 * :func:`apalu` — the default: an :class:`torch.autograd.Function` that saves only ``x``, ``a``
-  and ``b`` for backward and recomputes the rest. Its backward is written in differentiable
-  torch ops, so double backward, ``torch.func`` transforms and ``torch.compile(fullgraph=True)``
-  work.
+  and ``b`` for backward and recomputes the rest. On the CPU in float32 it runs the compiled C++
+  kernel of :mod:`apalu._ext` (one pass over memory per direction, built on first use), also
+  inside ``torch.compile`` graphs as an opaque custom op; elsewhere (float64, CUDA, no compiler)
+  it runs few fused ATen kernels eagerly and the inductor-generated kernel under compile. With
+  ``create_graph`` its backward is written in differentiable torch ops, so double backward,
+  ``torch.func`` transforms and ``torch.compile(fullgraph=True)`` work.
 * :func:`apalu_compiled` — :func:`apalu` under ``torch.compile`` (one switch; see also
   ``APALU(..., compile=True)``).
+* :func:`apalu_without_kernel` — :func:`apalu` with the C++ kernel switched off (ATen eagerly,
+  inductor under compile), for comparison.
 * :func:`apalu_reference` — plain autograd on the same safe formulas, for tests and for the
   cost comparison; it saves several tensors per call.
 
@@ -30,10 +35,12 @@ import warnings
 import torch
 from torch import Tensor
 
+from . import _ext
+
 K = 1.702  # GELU's sigmoid-approximation slope: GELU(x) ≈ x·σ(1.702x)
 
 __all__ = [
-    "K", "apalu", "apalu_compiled", "apalu_reference", "clear_workspace", "compute_dtype", "expand_param",
+    "K", "apalu", "apalu_compiled", "apalu_reference", "apalu_without_kernel", "clear_workspace", "compute_dtype", "expand_param",
 ]
 
 
@@ -312,25 +319,55 @@ def _backward_eager(
     return gx, ga, gb
 
 
+def _kernel_layout(x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, int] | None:
+    """(a, b) flattened and the run length ``inner`` of one channel when the compiled CPU kernel
+    (:mod:`apalu._ext`) applies: float32 on the CPU, scalar or one value per channel of one
+    dimension of ``x``. None otherwise (then the ATen or inductor path runs)."""
+    if (x.device.type != "cpu" or not (x.dtype == a.dtype == b.dtype == torch.float32)
+            or a.shape != b.shape or a.dim() > x.dim() or not _ext.available()):
+        return None
+    shape = [1] * (x.dim() - a.dim()) + list(a.shape)
+    dims = [d for d, n in enumerate(shape) if n != 1]
+    if not dims:
+        inner = 1
+    elif len(dims) == 1 and shape[dims[0]] == x.shape[dims[0]]:
+        inner = math.prod(x.shape[dims[0] + 1:])
+    else:
+        return None
+    return a.reshape(-1).contiguous(), b.reshape(-1).contiguous(), inner
+
+
+def _kernel_grads(out: tuple[Tensor, Tensor, Tensor], a: Tensor, b: Tensor, need_x: bool):
+    gx, ga, gb = out
+    return (gx if need_x else None), ga.view(a.shape), gb.view(b.shape)
+
+
 class _APALUFunction(torch.autograd.Function):
     """Saves only (x, a, b); recomputes the branches in backward."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    def forward(x: Tensor, a: Tensor, b: Tensor, use_kernel: bool) -> Tensor:
         work = compute_dtype(x.dtype)
         if torch.compiler.is_compiling():
+            layout = _kernel_layout(x, a, b) if use_kernel else None
+            if layout is not None:  # an opaque custom op in the graph
+                return torch.ops.apalu.forward_cpu(x.contiguous(), *layout)
             return _forward_fused(x.to(work), a.to(work), b.to(work)).to(x.dtype)
         if _plain_cpu(x, a, b):
+            layout = _kernel_layout(x, a, b) if use_kernel and x.is_contiguous() else None
+            if layout is not None:
+                return _ext.kernel().forward(x, *layout)
             return _forward_eager(x, a, b)
         out = _forward_math(x.to(work), a.to(work), b.to(work))
         return out.to(x.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, a, b = inputs
+        x, a, b, use_kernel = inputs
         ctx.save_for_backward(x, a, b)
+        ctx.use_kernel = use_kernel
         # decided here: the backward of a compiled graph is traced where is_compiling() is False
         ctx.fused = torch.compiler.is_compiling()
 
@@ -340,12 +377,23 @@ class _APALUFunction(torch.autograd.Function):
         work = compute_dtype(x.dtype)
         need = tuple(ctx.needs_input_grad)
         gx = ga = gb = None
+        need = need[:3]
         if ctx.fused or torch.compiler.is_compiling():
-            gx, ga, gb = _backward_fused(grad.to(work), x.to(work), a.to(work), b.to(work), need)
+            layout = _kernel_layout(x, a, b) if ctx.use_kernel else None
+            if layout is not None:
+                out = torch.ops.apalu.backward_cpu(grad.contiguous(), x.contiguous(), *layout, need[0])
+                gx, ga, gb = _kernel_grads(out, a, b, need[0])
+            else:
+                gx, ga, gb = _backward_fused(grad.to(work), x.to(work), a.to(work), b.to(work), need)
             need = (False, False, False)
         elif not torch.is_grad_enabled() and _plain_cpu(grad, x, a, b):
             # (with create_graph the differentiable _backward_math below is used)
-            gx, ga, gb = _backward_eager(grad, x, a, b, need)
+            layout = _kernel_layout(x, a, b) if ctx.use_kernel and x.is_contiguous() else None
+            if layout is not None:
+                out = _ext.kernel().backward(grad.contiguous(), x, *layout, need[0])
+                gx, ga, gb = _kernel_grads(out, a, b, need[0])
+            else:
+                gx, ga, gb = _backward_eager(grad, x, a, b, need)
             need = (False, False, False)
         if any(need):
             gx, ga, gb = _backward_math(grad.to(work), x.to(work), a.to(work), b.to(work), need)
@@ -353,6 +401,7 @@ class _APALUFunction(torch.autograd.Function):
             None if gx is None else gx.to(x.dtype),
             None if ga is None else ga.to(a.dtype),
             None if gb is None else gb.to(b.dtype),
+            None,
         )
 
 
@@ -384,7 +433,15 @@ def apalu(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
         tensor([-0.6321,  0.0000,  1.8458])
     """
     a_, b_ = _prepare(x, a, b)
-    return _APALUFunction.apply(x, a_, b_)
+    return _APALUFunction.apply(x, a_, b_, True)
+
+
+def apalu_without_kernel(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
+    """:func:`apalu` without the compiled CPU kernel: the ATen path eagerly, the inductor-generated
+    kernel under ``torch.compile``. The same function and the same saved tensors; for comparison
+    and for machines where the kernel can not be built."""
+    a_, b_ = _prepare(x, a, b)
+    return _APALUFunction.apply(x, a_, b_, False)
 
 
 def apalu_reference(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
