@@ -33,7 +33,7 @@ export PYTHONDONTWRITEBYTECODE        := 1
 
 # Notebooks are re-executed from the cache unless their code changed (pitfall 4): the
 # package they import is part of the key here, so editing apalu/ clears the cache.
-PKG_HASH = $(shell cat $$(find apalu -name '*.py' 2>/dev/null | LC_ALL=C sort) requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
+PKG_HASH = $(shell cat $$(find apalu -name '*.py' -o -name '*.cpp' 2>/dev/null | LC_ALL=C sort) requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
 NOTEBOOKS = $(wildcard notebooks/*.ipynb)
 
 JB_FLAGS := -W -n --keep-going --all

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import apalu, apalu_compiled, apalu_reference
+from . import _ext
 from . import functional as AF
+from .functional import apalu, apalu_compiled, apalu_reference, apalu_without_kernel
 
 __all__ = [
     "Case",
@@ -160,14 +161,22 @@ def activation_cases(compile: bool = True) -> list[Case]:
         Case("gelu_tanh", "native", "none", _native(lambda t: F.gelu(t, approximate="tanh"))),
         Case("silu", "native", "none", _native(F.silu)),
     ]
+    # "lean eager" and "compiled" are the defaults (apalu, apalu_compiled): on a CPU in float32
+    # they run the C++ kernel when it built (machine.json says); "ATen eager" and "inductor
+    # compiled" are the same Function without it.
+    inductor = torch.compile(apalu_without_kernel, fullgraph=True) if compile else None
     for pc in (False, True):
         p = "per-channel" if pc else "scalar"
         cases += [
             Case("apalu", "reference eager", p, _apalu(apalu_reference, pc)),
+            Case("apalu", "ATen eager", p, _apalu(apalu_without_kernel, pc)),
             Case("apalu", "lean eager", p, _apalu(apalu, pc)),
         ]
         if compile:
-            cases.append(Case("apalu", "compiled", p, _apalu(apalu_compiled, pc), compiled=True))
+            cases += [
+                Case("apalu", "inductor compiled", p, _apalu(inductor, pc), compiled=True),
+                Case("apalu", "compiled", p, _apalu(apalu_compiled, pc), compiled=True),
+            ]
     if compile:
         cases.append(Case("gelu", "compiled", "none", _compiled_native(F.gelu), compiled=True))
     return cases
@@ -286,6 +295,7 @@ def _memory_acts(compile: bool):
         "elu": lambda w: nn.ELU(),
         "prelu (per-channel)": lambda w: nn.PReLU(w),
         "apalu (reference eager)": lambda w: _Fn(lambda t, m=APALU(): apalu_reference(t, m.a, m.b)),
+        "apalu (ATen eager)": lambda w: _Fn(lambda t, m=APALU(): apalu_without_kernel(t, m.a, m.b)),
         "apalu (lean eager)": lambda w: APALU(),
         "apalu (lean eager, per-channel)": lambda w: APALU(w),
     }
@@ -410,7 +420,7 @@ def flop_table(numel: int = 24) -> list[dict]:
         pa = torch.tensor(1.1, requires_grad=True)
         pb = torch.tensor(0.8, requires_grad=True)
         _lean_scalar.params = (pa, pb)
-        return apalu(t, pa, pb)
+        return apalu_without_kernel(t, pa, pb)
 
     def fb_fn(fn, nparams):
         def h(x, g, *ps):
@@ -434,9 +444,11 @@ def flop_table(numel: int = 24) -> list[dict]:
         ("gelu", lambda t: F.gelu(t), ()),
         ("gelu_tanh", lambda t: F.gelu(t, approximate="tanh"), ()), ("silu", lambda t: F.silu(t), ()),
         ("apalu (reference eager)", apalu_reference, (a, b)),
-        # a, b made inside the trace (constants): the scalar route reads them as Python floats
-        ("apalu (lean eager)", _lean_scalar, ()),
-        ("apalu (lean eager, per-channel)", apalu, (torch.tensor([1.1, 0.9, 1.2]), torch.tensor([0.8, 0.7, 0.6]))),
+        # the ATen path (the C++ kernel is opaque to the tracer). a, b made inside the trace
+        # (constants): the scalar route reads them as Python floats
+        ("apalu (ATen eager)", _lean_scalar, ()),
+        ("apalu (ATen eager, per-channel)", apalu_without_kernel,
+         (torch.tensor([1.1, 0.9, 1.2]), torch.tensor([0.8, 0.7, 0.6]))),
     ]
     for name, fn, ps in specs:
         fwd = count_ops(lambda x, *p: fn(x, *p), (x, *ps), x.numel())
@@ -448,7 +460,7 @@ def flop_table(numel: int = 24) -> list[dict]:
     fwd = count_ops(lambda x, a, b: AF._forward_fused(x, AF.expand_param(a, x), AF.expand_param(b, x)),
                     (x, a, b), x.numel())
     both = count_ops(fused_fb, (x, g, a, b), x.numel())
-    rows.append({"activation": "apalu (fused, compiled)", "forward_arith": fwd["arith"],
+    rows.append({"activation": "apalu (single-exp form, inductor)", "forward_arith": fwd["arith"],
                  "forward_transcendental": fwd["transcendental"], "fwdbwd_arith": both["arith"],
                  "fwdbwd_transcendental": both["transcendental"],
                  "unknown_ops": ",".join(filter(None, [fwd["unknown"], both["unknown"]]))})
@@ -529,19 +541,22 @@ t1 = time.perf_counter()
 apalu_compiled(x, a, b).sum().backward()
 if "{device}" == "cuda": torch.cuda.synchronize()
 t2 = time.perf_counter()
-print(json.dumps({{"first_call_s": t1 - t0, "second_call_s": t2 - t1}}))
+from apalu import _ext
+print(json.dumps({{"first_call_s": t1 - t0, "second_call_s": t2 - t1, "kernel": _ext.status()}}))
 """
 
 
 def compile_cost(shape: tuple[int, ...], device: torch.device, per_channel: bool = False) -> list[dict]:
     """First-call time of the compiled APALU (forward+backward) in a fresh process: cold (empty
-    inductor cache) and warm (the same cache again), and the time of the call after it."""
+    inductor cache and empty C++ extension cache, so the CPU kernel is built too) and warm (the
+    same caches again), and the time of the call after it."""
     rows = []
     code = _COMPILE_SNIPPET.format(threads=torch.get_num_threads(), shape=tuple(shape),
                                    device=device.type, per_channel=per_channel)
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, PYTHONPATH=str(root))
+        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, PYTHONPATH=str(root),
+                   TORCH_EXTENSIONS_DIR=str(Path(cache) / "torch_extensions"))
         for state in ("cold", "warm"):
             t0 = time.perf_counter()
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -551,7 +566,7 @@ def compile_cost(shape: tuple[int, ...], device: torch.device, per_channel: bool
             r = json.loads(res.stdout.strip().splitlines()[-1])
             rows.append({"cache": state, "params": "per-channel" if per_channel else "scalar",
                          "first_call_s": r["first_call_s"], "second_call_s": r["second_call_s"],
-                         "process_wall_s": wall, "shape": "x".join(map(str, shape)), "device": device.type})
+                         "process_wall_s": wall, "kernel": r["kernel"], "shape": "x".join(map(str, shape)), "device": device.type})
     return rows
 
 
@@ -585,6 +600,7 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+        "apalu_cpu_kernel": _ext.status(),
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m apalu.bench " + " ".join(sys.argv[1:]),
     }

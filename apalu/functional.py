@@ -109,6 +109,10 @@ def _backward_math(
 # Fast paths (same function, same saved tensors; chosen per call, see _APALUFunction).
 # ---------------------------------------------------------------------------------------------
 #
+# CPU float32: the C++ kernel of apalu._ext (csrc/apalu_cpu.cpp), directly when eager and as a
+# custom op under torch.compile. What follows is the path without it (float64, CUDA, no
+# compiler, apalu_without_kernel).
+#
 # Eager CPU: elementwise code in eager PyTorch is dominated by its passes over memory and its
 # temporaries. A fresh input-sized tensor is a new mmap and one page fault per 4 KiB on first
 # touch (glibc returns big blocks to the OS on free), which costs more than the arithmetic.

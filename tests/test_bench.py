@@ -33,12 +33,14 @@ def test_cli_smoke_tiny_writes_csvs_and_machine(tmp_path, capsys):
     labels = {r["label"] for r in ops}
     for want in ("gelu (native)", "relu (native)", "leaky_relu (native)", "prelu (native, scalar)",
                  "elu (native)", "gelu_tanh (native)", "silu (native)",
-                 "apalu (reference eager, scalar)", "apalu (lean eager, per-channel)"):
+                 "apalu (reference eager, scalar)", "apalu (lean eager, per-channel)",
+                 "apalu (ATen eager, scalar)"):
         assert want in labels
     gelu = [r for r in ops if r["label"] == "gelu (native)"]
     assert all(float(r["ratio_to_gelu"]) == 1.0 for r in gelu)
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["cpu"]["torch_threads"] == 1 and "loadavg_before" in machine["cpu"]
+    assert "CPU kernel" in machine["cpu"]["apalu_cpu_kernel"]
 
 
 def test_interleaved_timing_shape():
@@ -53,6 +55,7 @@ def test_memory_table_lean_apalu_saves_one_input_like_gelu():
     rows = {r["activation"]: r for r in bench.memory_table(width=16, depth=4, batch=8, compile=False)}
     assert rows["gelu"]["saved_inputs_per_layer"] == pytest.approx(1.0)
     assert rows["apalu (lean eager)"]["saved_inputs_per_layer"] == pytest.approx(1.0, abs=0.05)
+    assert rows["apalu (ATen eager)"]["saved_inputs_per_layer"] == pytest.approx(1.0, abs=0.05)
     assert rows["apalu (reference eager)"]["saved_inputs_per_layer"] > 2
 
 
@@ -62,7 +65,8 @@ def test_flop_table_counts_known_activations():
     assert rows["gelu"]["forward_transcendental"] == 1  # erf
     for r in rows.values():
         assert r["unknown_ops"] == "", r  # every op in the graphs is classified
-    assert rows["apalu (fused, compiled)"]["forward_transcendental"] == 1  # the single exp
+    assert rows["apalu (single-exp form, inductor)"]["forward_transcendental"] == 1  # the single exp
+    assert rows["apalu (ATen eager)"]["forward_transcendental"] >= 2  # one per branch
 
 
 def test_bytes_bound():
