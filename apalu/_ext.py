@@ -11,6 +11,7 @@ Under ``torch.compile`` the kernel is reached through two custom ops, ``apalu::f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -87,6 +88,21 @@ def status() -> str:
     if mod is None:
         return f"compiled CPU kernel unavailable ({_STATE['error']})"
     return f"compiled CPU kernel ({torch.backends.cpu.get_cpu_capability()})"
+
+
+@contextlib.contextmanager
+def huge_page_advice(on: bool):
+    """Within the block, the kernel does (or does not) advise transparent huge pages for its
+    large outputs (default: it does); for measuring what the advice is worth."""
+    mod = kernel()
+    if mod is None:
+        yield
+        return
+    mod.set_huge_pages(on)
+    try:
+        yield
+    finally:
+        mod.set_huge_pages(True)
 
 
 # ---- custom ops: the same kernel as opaque calls inside torch.compile graphs ----------------

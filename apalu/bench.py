@@ -112,6 +112,7 @@ class Case:
     make: Callable[[Tensor], tuple[Callable[[Tensor], Tensor], list[Tensor]]]
     compiled: bool = False
     extra: dict = field(default_factory=dict)
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext  # around each call
 
     @property
     def label(self) -> str:
@@ -172,6 +173,9 @@ def activation_cases(compile: bool = True) -> list[Case]:
             Case("apalu", "ATen eager", p, _apalu(apalu_without_kernel, pc)),
             Case("apalu", "lean eager", p, _apalu(apalu, pc)),
         ]
+        if not pc and _ext.available():  # what the kernel's huge-page advice is worth
+            cases.append(Case("apalu", "lean eager, no huge pages", p, _apalu(apalu, pc),
+                              context=lambda: _ext.huge_page_advice(False)))
         if compile:
             cases += [
                 Case("apalu", "inductor compiled", p, _apalu(inductor, pc), compiled=True),
@@ -187,14 +191,15 @@ def _bench_fns(case: Case, x: Tensor, g: Tensor) -> tuple[Callable, Callable]:
     xl = x.detach().clone().requires_grad_()
 
     def fwd():
-        with torch.no_grad():
+        with torch.no_grad(), case.context():
             return fn(x)
 
     def fwdbwd():
         xl.grad = None
         for p in params:
             p.grad = None
-        fn(xl).backward(g)
+        with case.context():
+            fn(xl).backward(g)
 
     return fwd, fwdbwd
 

@@ -151,3 +151,17 @@ def test_disabled_by_environment(monkeypatch):
     assert ext.kernel() is None and "disabled" in ext.status()
     y = apalu(torch.tensor([-1.0, 1.0]), 1.0, 1.0)  # the ATen path still answers
     torch.testing.assert_close(y, torch.tensor([-0.6321205, 1.8457958]))
+
+
+def test_huge_page_advice_changes_memory_layout_only():
+    if not ext.available():
+        pytest.skip(ext.status())
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 8, 256, 256, generator=gen)  # 8 MiB: large enough for the advice
+    g = torch.randn(x.shape, generator=gen)
+    a, b = torch.tensor([1.2]), torch.tensor([0.7])
+    with_advice = _run(apalu, x, a, b, g)
+    with ext.huge_page_advice(False):
+        without = _run(apalu, x, a, b, g)
+    for u, v in zip(with_advice, without):
+        assert torch.equal(u, v)

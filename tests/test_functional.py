@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apalu.functional import K, apalu, apalu_reference
+from apalu.functional import K, apalu, apalu_reference, apalu_without_kernel
 
 torch.set_num_threads(1)
 
@@ -17,7 +17,9 @@ GRID = [0.0, 1e-8, -1e-8, 1e-3, -1e-3, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 20.0, -2
         1e4, -1e4, 1e30, -1e30]
 F32_1E30 = float(torch.tensor(1e30, dtype=torch.float32))  # 1e30 as float32 represents it
 AB = [(1.0, 1.0), (0.3, 1.7), (1.9, 0.05), (2.0 / 3.0, 1.0)]
-IMPLEMENTATIONS = [apalu, apalu_reference]
+IMPLEMENTATIONS = [apalu, apalu_without_kernel, apalu_reference]
+# the lean Function with and without the C++ CPU kernel (float32 on a CPU uses it by default)
+LEAN = [apalu, apalu_without_kernel]
 
 
 def ref_value(x: float, a: float, b: float) -> float:
@@ -54,34 +56,37 @@ def test_values_and_gradients_match_float64_reference(impl, a, b):
         assert y[i].item() == pytest.approx(want, rel=1e-12, abs=1e-300), xi
         # autograd's expm1 backward is (expm1(x) + 1): ~1e-8 relative error far left, so the
         # plain-autograd reference gets a looser gradient tolerance than the lean Function.
-        rel = 1e-12 if impl is apalu else 1e-6
+        rel = 1e-6 if impl is apalu_reference else 1e-12
         assert x.grad[i].item() == pytest.approx(gx, rel=rel, abs=1e-300), xi
     # parameter gradients are sums over all elements
     assert ta.grad.item() == pytest.approx(sum(ref_grads(xi, a, b)[1] for xi in GRID), rel=1e-12)
     assert tb.grad.item() == pytest.approx(sum(ref_grads(xi, a, b)[2] for xi in GRID), rel=1e-12)
 
 
-def test_relative_accuracy_near_zero_from_below_float32():
+@pytest.mark.parametrize("impl", LEAN)
+def test_relative_accuracy_near_zero_from_below_float32(impl):
     # expm1, not exp(x) - 1: f(-1e-8) must not collapse to 0
     x = torch.tensor([-1e-8, -1e-7, -1e-20], dtype=torch.float32)
-    y = apalu(x, 1.0, 1.0)
+    y = impl(x, 1.0, 1.0)
     assert torch.allclose(y.double(), torch.expm1(x.double()), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("impl", LEAN)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_extreme_finite_inputs_give_finite_values_and_gradients(dtype):
+def test_extreme_finite_inputs_give_finite_values_and_gradients(dtype, impl):
     x = _leaf([0.0, 1e-8, -1e-8, 20, -20, 1e4, -1e4, 1e30, -1e30, 88.0, 89.0, -104.0, 710.0],
               dtype=dtype)
     a, b = _leaf(1.3, dtype), _leaf(0.7, dtype)
-    y = apalu(x, a, b)
+    y = impl(x, a, b)
     y.sum().backward()
     for t in (y, x.grad, a.grad, b.grad):
         assert torch.isfinite(t).all(), t
 
 
-def test_special_values():
+@pytest.mark.parametrize("impl", LEAN)
+def test_special_values(impl):
     x = torch.tensor([float("nan"), float("inf"), float("-inf")])
-    y = apalu(x, 1.5, 0.8)
+    y = impl(x, 1.5, 0.8)
     assert math.isnan(y[0].item())
     assert y[1].item() == math.inf
     assert y[2].item() == pytest.approx(-0.8)
@@ -95,13 +100,14 @@ def test_special_values():
     b=st.floats(min_value=1e-3, max_value=5.0),
 )
 def test_fuzz_finite_inputs_never_give_non_finite_values_or_gradients(xs, a, b):
-    x = torch.tensor(xs, dtype=torch.float32, requires_grad=True)
-    ta = torch.tensor(a, requires_grad=True)
-    tb = torch.tensor(b, requires_grad=True)
-    y = apalu(x, ta, tb)
-    (y * 1e-8).sum().backward()  # scaled so the sum itself cannot overflow
-    assert torch.isfinite(y).all()
-    assert torch.isfinite(x.grad).all() and torch.isfinite(ta.grad) and torch.isfinite(tb.grad)
+    for impl in LEAN:
+        x = torch.tensor(xs, dtype=torch.float32, requires_grad=True)
+        ta = torch.tensor(a, requires_grad=True)
+        tb = torch.tensor(b, requires_grad=True)
+        y = impl(x, ta, tb)
+        (y * 1e-8).sum().backward()  # scaled so the sum itself cannot overflow
+        assert torch.isfinite(y).all(), impl.__name__
+        assert torch.isfinite(x.grad).all() and torch.isfinite(ta.grad) and torch.isfinite(tb.grad)
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -163,7 +169,8 @@ def test_autocast_bfloat16():
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
 
 
-def test_saves_only_the_input_for_backward():
+@pytest.mark.parametrize("impl", LEAN)
+def test_saves_only_the_input_for_backward(impl):
     x = torch.randn(64, 32, requires_grad=True)
     a = torch.tensor(1.0, requires_grad=True)
     b = torch.tensor(1.0, requires_grad=True)
@@ -174,7 +181,7 @@ def test_saves_only_the_input_for_backward():
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        apalu(x, a, b)
+        impl(x, a, b)
     big = [t for t in saved if t.numel() > 1]
     assert len(big) == 1 and big[0].shape == x.shape
     assert sum(t.numel() for t in saved) == x.numel() + 2  # x, a, b
@@ -189,7 +196,7 @@ def test_reference_saves_more_than_lean():
         with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
             impl(x, torch.tensor(1.0, requires_grad=True), torch.tensor(1.0, requires_grad=True))
         counts[impl.__name__] = sum(t.numel() for t in saved if t.numel() > 1) // x.numel()
-    assert counts["apalu"] == 1 and counts["apalu_reference"] > 1
+    assert counts["apalu"] == counts["apalu_without_kernel"] == 1 and counts["apalu_reference"] > 1
 
 
 def test_torch_func_grad_vmap_jacrev():
@@ -207,17 +214,18 @@ def test_torch_func_grad_vmap_jacrev():
     assert dfda.item() == pytest.approx(sum(ref_grads(v, 1.1, 0.6)[1] for v in xs.tolist()))
 
 
-def test_torch_compile_fullgraph_matches_eager():
+@pytest.mark.parametrize("impl", LEAN)
+def test_torch_compile_fullgraph_matches_eager(impl):
     x = torch.randn(4, 3, 8, requires_grad=True)
     a = torch.rand(3, requires_grad=True)
     b = torch.rand(3, requires_grad=True)
-    compiled = torch.compile(apalu, fullgraph=True)  # default (inductor) backend
+    compiled = torch.compile(impl, fullgraph=True)  # default (inductor) backend
     y = compiled(x, a, b)
     y.sum().backward()
     grads = [t.grad.clone() for t in (x, a, b)]
     for t in (x, a, b):
         t.grad = None
-    y_eager = apalu(x, a, b)
+    y_eager = impl(x, a, b)
     y_eager.sum().backward()
     torch.testing.assert_close(y, y_eager)
     for g, t in zip(grads, (x, a, b)):
