@@ -150,7 +150,7 @@ def _compiled_native(fn):
     return make
 
 
-def activation_cases(compile: bool = True) -> list[Case]:
+def activation_cases(compile: bool = True, device: torch.device = torch.device("cpu")) -> list[Case]:
     """Every activation the bench times, GELU first (the reference of the ratios)."""
     cases = [
         Case("gelu", "native", "none", _native(F.gelu)),
@@ -173,7 +173,7 @@ def activation_cases(compile: bool = True) -> list[Case]:
             Case("apalu", "ATen eager", p, _apalu(apalu_without_kernel, pc)),
             Case("apalu", "lean eager", p, _apalu(apalu, pc)),
         ]
-        if not pc and _ext.available():  # what the kernel's huge-page advice is worth
+        if not pc and device.type == "cpu" and _ext.available():  # what the huge-page advice is worth
             cases.append(Case("apalu", "lean eager, no huge pages", p, _apalu(apalu, pc),
                               context=lambda: _ext.huge_page_advice(False)))
         if compile:
@@ -684,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f" ({info['gpu']})" if "gpu" in info else "") + f" | load {info['loadavg_before']}")
 
     if "ops" not in skip:
-        rows = run_cases(activation_cases(compile), shape, args.repeats, args.warmup, device)
+        rows = run_cases(activation_cases(compile, device), shape, args.repeats, args.warmup, device)
         bound = bytes_bound(rows[0]["elements"])
         copy = next(r for r in rows if r["label"] == "copy (preallocated)")
         bw = 2 * rows[0]["elements"] * 4 / (copy["median_ms"] / 1e3)  # bytes/s of the copy
