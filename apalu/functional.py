@@ -379,9 +379,8 @@ class _APALUFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, a, b = ctx.saved_tensors
         work = compute_dtype(x.dtype)
-        need = tuple(ctx.needs_input_grad)
+        need = tuple(ctx.needs_input_grad[:3])  # (x, a, b); use_kernel is not a tensor
         gx = ga = gb = None
-        need = need[:3]
         if ctx.fused or torch.compiler.is_compiling():
             layout = _kernel_layout(x, a, b) if ctx.use_kernel else None
             if layout is not None:
