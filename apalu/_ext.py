@@ -2,8 +2,8 @@
 
 :func:`kernel` returns the loaded extension, or ``None`` when it is disabled
 (``APALU_CPU_KERNEL=0``) or can not be built here (no C++ compiler, no ninja); then APALU runs on
-its ATen and inductor paths and warns once. The build takes about a minute, once per machine and
-ISA: torch caches it under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``).
+its ATen and inductor paths and warns once. The build takes about 40 s on a 2-core machine, once
+per machine and ISA: torch caches it under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``).
 
 Under ``torch.compile`` the kernel is reached through two custom ops, ``apalu::forward_cpu`` and
 ``apalu::backward_cpu``, which the compiler keeps as opaque calls (no graph break).

@@ -15,15 +15,9 @@ import torch
 import apalu.functional as AF
 from apalu import APALU
 from apalu.functional import apalu, apalu_compiled, apalu_reference, apalu_without_kernel
+from autograd_helpers import assert_same_as, grads
 
 torch.set_num_threads(1)
-
-
-def _grads(fn, x, a, b, g):
-    leaves = [t.detach().clone().requires_grad_() for t in (x, a, b)]
-    y = fn(*leaves)
-    y.backward(g)
-    return [y.detach()] + [t.grad for t in leaves]
 
 
 def _case(shape, per_channel, dtype=torch.float64, seed=0):
@@ -44,10 +38,7 @@ SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (2, 4, 33)]
 def test_eager_fast_path_matches_reference(shape, per_channel):
     x, a, b, g = _case(shape, per_channel)
     assert AF._plain_cpu(x, AF.expand_param(a, x), AF.expand_param(b, x))
-    got = _grads(apalu, x, a, b, g)
-    want = _grads(apalu_reference, x, a, b, g)
-    for u, v in zip(got, want):
-        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+    assert_same_as(apalu, apalu_reference, x, a, b, g, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -56,9 +47,9 @@ def test_eager_fast_path_special_points(dtype):
                      dtype=dtype)
     a, b = torch.tensor(1.3, dtype=dtype), torch.tensor(0.7, dtype=dtype)
     g = torch.ones_like(x)
-    got = _grads(apalu, x, a, b, g)
+    got = grads(apalu, x, a, b, g)
     # reference in float64 (plain autograd's expm1 backward, expm1(x) + 1, is 0 at -20 in float32)
-    want = [t.to(dtype) for t in _grads(apalu_reference, x.double(), a.double(), b.double(), g.double())]
+    want = [t.to(dtype) for t in grads(apalu_reference, x.double(), a.double(), b.double(), g.double())]
     torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=0)
     fin = torch.isfinite(x)
     torch.testing.assert_close(got[1][fin], want[1][fin], rtol=1e-6, atol=0)
@@ -69,10 +60,7 @@ def test_eager_fast_path_special_points(dtype):
 def test_eager_mixed_scalar_and_per_channel_and_zero_a():
     x, a, b, g = _case((2, 3, 4), True)
     for pa, pb in ((a[:1], b), (a, b[:1]), (torch.zeros(1, dtype=a.dtype), b[:1])):
-        got = _grads(apalu, x, pa, pb, g)
-        want = _grads(apalu_reference, x, pa, pb, g)
-        for u, v in zip(got, want):
-            torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+        assert_same_as(apalu, apalu_reference, x, pa, pb, g, rtol=1e-10, atol=1e-12)
 
 
 def test_eager_expanded_and_noncontiguous_inputs():
@@ -81,17 +69,14 @@ def test_eager_expanded_and_noncontiguous_inputs():
     b = torch.tensor(0.6, dtype=torch.float64)
     g = torch.ones((), dtype=torch.float64).expand(6, 4)  # stride-0 gradient, as from .sum()
     for xx in (x, x.contiguous()):
-        got = _grads(apalu, xx, a, b, g)
-        want = _grads(apalu_reference, xx, a, b, g)
-        for u, v in zip(got, want):
-            torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+        assert_same_as(apalu, apalu_reference, xx, a, b, g, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_matches_reference(dtype):
     x, a, b, g = _case((2, 3, 9), True, dtype=dtype)
-    got = _grads(apalu, x, a, b, g)
-    want = _grads(apalu_reference, x, a, b, g)
+    got = grads(apalu, x, a, b, g)
+    want = grads(apalu_reference, x, a, b, g)
     assert got[0].dtype == dtype and got[1].dtype == dtype
     for u, v in zip(got, want):
         torch.testing.assert_close(u.float(), v.float(), rtol=1e-2, atol=1e-2)
@@ -102,7 +87,7 @@ def test_only_needed_gradients():
     xl = x.clone().requires_grad_()
     y = apalu(xl, a, b)  # a, b without grad
     y.backward(g)
-    want = _grads(apalu_reference, x, a, b, g)
+    want = grads(apalu_reference, x, a, b, g)
     torch.testing.assert_close(xl.grad, want[1])
     al = a.clone().requires_grad_()
     (ga,) = torch.autograd.grad(apalu(x, al, b), al, g)
@@ -120,7 +105,7 @@ def test_fused_math_matches_reference(dtype):
     ae, be = AF.expand_param(a, x), AF.expand_param(b, x)
     y = AF._forward_fused(x, ae, be)
     gx, ga, gb = AF._backward_fused(g, x, ae, be, (True, True, True))
-    want = _grads(apalu_reference, x, a, b, g)
+    want = grads(apalu_reference, x, a, b, g)
     tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
     for u, v in zip((y, gx, ga.reshape(-1), gb.reshape(-1)), want):
         torch.testing.assert_close(u, v, **tol)
@@ -175,8 +160,8 @@ def test_compiled_matches_eager_per_channel_and_infinity(which):
     torch._dynamo.reset()
     x, a, b, g = _case((2, 3, 16), True, dtype=torch.float32)
     x[0, 0, 0] = float("inf")
-    got = _grads(_compiled(which), x, a, b, g)
-    want = _grads(apalu, x, a, b, g)
+    got = grads(_compiled(which), x, a, b, g)
+    want = grads(apalu, x, a, b, g)
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got[2], want[2], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(got[3], want[3], rtol=1e-5, atol=1e-4)

@@ -12,6 +12,7 @@ import torch
 
 import apalu._ext as ext
 from apalu.functional import _backward_math, _forward_math, apalu, apalu_without_kernel
+from autograd_helpers import grads
 
 torch.set_num_threads(2)
 
@@ -35,13 +36,6 @@ def _reference(x, a, b, g):
     y = _forward_math(xd, ad, bd)
     gx, ga, gb = _backward_math(gd, xd, ad, bd, (True, True, True))
     return y, gx, ga.sum_to_size(a.shape), gb.sum_to_size(b.shape)
-
-
-def _run(fn, x, a, b, g):
-    xl, al, bl = (t.detach().clone().requires_grad_() for t in (x, a, b))
-    y = fn(xl, al, bl)
-    y.backward(g)
-    return y.detach(), xl.grad, al.grad, bl.grad
 
 
 def _assert_close_f32(got, want, what, ulps):
@@ -78,7 +72,7 @@ def test_values_and_gradients_float32(impl, name, shape, channels):
     g = torch.randn(shape, generator=gen)
     a = torch.rand(channels, generator=gen) + 0.3
     b = torch.rand(channels, generator=gen) + 0.3
-    got = _run(IMPLS[impl], x, a, b, g)
+    got = grads(IMPLS[impl], x, a, b, g)
     shape = [] if channels == 1 else [channels] + [1] * max(x.dim() - 2, 0)
     want = _reference(x, a.view(shape), b.view(shape), g)
     # the kernel rounds once per formula; the ATen path composes several rounded kernels
@@ -115,12 +109,12 @@ def test_kernel_is_deterministic_and_thread_count_only_reorders_sums():
     gen = torch.Generator().manual_seed(2)
     x, g = torch.randn(64, 16, 33, 33, generator=gen), torch.randn(64, 16, 33, 33, generator=gen)
     a, b = torch.rand(16, generator=gen) + 0.5, torch.rand(16, generator=gen) + 0.5
-    first, second = _run(apalu, x, a, b, g), _run(apalu, x, a, b, g)
+    first, second = grads(apalu, x, a, b, g), grads(apalu, x, a, b, g)
     for u, v in zip(first, second):
         assert torch.equal(u, v)
     torch.set_num_threads(1)
     try:
-        single = _run(apalu, x, a, b, g)
+        single = grads(apalu, x, a, b, g)
     finally:
         torch.set_num_threads(2)
     assert torch.equal(first[0], single[0]) and torch.equal(first[1], single[1])
@@ -141,7 +135,7 @@ def test_compiled_graph_calls_the_kernel_without_graph_break():
     _, code = run_and_get_code(lambda: fn(x, a, b).sum().backward())
     joined = "\n".join(code)
     assert "apalu.forward_cpu" in joined and "apalu.backward_cpu" in joined
-    want = _run(apalu_without_kernel, x.detach(), a.detach(), b.detach(), torch.ones(4, 3, 5))
+    want = grads(apalu_without_kernel, x.detach(), a.detach(), b.detach(), torch.ones(4, 3, 5))
     for u, v in zip((x.grad, a.grad, b.grad), want[1:]):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
 
@@ -160,8 +154,8 @@ def test_huge_page_advice_changes_memory_layout_only():
     x = torch.randn(4, 8, 256, 256, generator=gen)  # 8 MiB: large enough for the advice
     g = torch.randn(x.shape, generator=gen)
     a, b = torch.tensor([1.2]), torch.tensor([0.7])
-    with_advice = _run(apalu, x, a, b, g)
+    with_advice = grads(apalu, x, a, b, g)
     with ext.huge_page_advice(False):
-        without = _run(apalu, x, a, b, g)
+        without = grads(apalu, x, a, b, g)
     for u, v in zip(with_advice, without):
         assert torch.equal(u, v)
