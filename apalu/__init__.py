@@ -7,6 +7,7 @@
 """
 
 from . import functional
+from ._version import __version__
 from .functional import apalu as apalu_fn
 from .init import APALUInit, parse_init
 from .module import APALU
@@ -27,4 +28,3 @@ __all__ = [
     "parse_init",
     "replace_activations",
 ]
-__version__ = "0.1.0"

@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
+from apalu._version import __version__
 from apalu.citation import bibtex_entry, book_bibtex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,3 +32,14 @@ def test_bibtex_for_book_and_paper():
     assert "2402.08244" in paper and paper.endswith("}")
     with pytest.raises(KeyError, match="nosuchkey"):
         bibtex_entry(ROOT / "book" / "references.bib", "nosuchkey")
+
+
+def test_citation_version_is_the_package_version():
+    # One source: apalu/_version.py. A release bumps it and CITATION.cff together.
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(cff["version"]) == __version__
+
+
+def test_book_bibtex_carries_the_version():
+    # A review cites a verdict by claim anchor plus version: the BibTeX must name the version.
+    assert f"version = {{{__version__}}}" in book_bibtex(ROOT / "CITATION.cff")
