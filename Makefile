@@ -31,14 +31,11 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK  := 1
 export PYTHONDONTWRITEBYTECODE        := 1
 
-# Notebooks are re-executed from the cache unless their code changed (pitfall 4): the
-# package they import is part of the key here, so editing apalu/ clears the cache.
-PKG_HASH = $(shell cat $$(find apalu -name '*.py' -o -name '*.cpp' 2>/dev/null | LC_ALL=C sort) requirements.lock 2>/dev/null | sha256sum | cut -c1-16)
 NOTEBOOKS = $(wildcard notebooks/*.ipynb)
 
 JB_FLAGS := -W -n --keep-going --all
 
-.PHONY: help venv cache-check book book-stored test test-unit test-nbval test-ledger test-browser lock clean distclean
+.PHONY: help venv dirs book book-stored test test-unit test-nbval test-ledger test-browser lock clean distclean
 
 help:
 	@echo "make book    build the book into $(HTML) (warnings are errors)"
@@ -55,16 +52,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -c "import torch; assert torch.version.cuda is None, 'expected the CPU build of torch'; print('torch', torch.__version__, '(CPU)')"
 	@touch $@
 
-# The execution cache keys on code cells only: clear it when apalu/ or the lock changed.
-cache-check:
+# The tools' folders under _build/.cache. (The notebook execution cache is cleared when apalu/
+# or the lock changed by the book's Sphinx extension, scripts/sphinx_ext/book_provenance.py.)
+dirs:
 	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
-	@if [ "$$(cat $(BUILD)/.pkg-hash 2>/dev/null)" != "$(PKG_HASH)" ]; then \
-	  echo "apalu/ or the lock changed: clearing the notebook execution cache"; \
-	  rm -rf $(BUILD)/.jupyter_cache $(BUILD)/jupyter_execute; fi
 
-book: $(STAMP) cache-check
+book: $(STAMP) dirs
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
-	@echo "$(PKG_HASH)" > $(BUILD)/.pkg-hash
 	@echo
 	@echo "Book built: $(CURDIR)/$(HTML)/index.html"
 
@@ -86,10 +80,9 @@ test: $(STAMP)
 	echo "make test: all checks passed"
 
 # Same build, but notebooks/*.ipynb are rendered from their stored outputs (not executed).
-book-stored: $(STAMP) cache-check
+book-stored: $(STAMP) dirs
 	$(BIN)/python scripts/book_config.py --stored 'notebooks/*.ipynb' -o $(BUILD)/_config.stored.yml
 	$(BIN)/jupyter-book build . --config $(BUILD)/_config.stored.yml $(JB_FLAGS)
-	@echo "$(PKG_HASH)" > $(BUILD)/.pkg-hash
 	@echo
 	@echo "Book built (notebooks from stored outputs): $(CURDIR)/$(HTML)/index.html"
 
