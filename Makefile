@@ -35,7 +35,8 @@ NOTEBOOKS = $(wildcard notebooks/*.ipynb)
 
 JB_FLAGS := -W -n --keep-going --all
 
-.PHONY: help venv dirs book book-stored test test-unit test-nbval test-ledger test-browser lock clean distclean
+.PHONY: help venv dirs book book-stored record test test-unit test-nbval test-ledger test-browser test-tracked \
+        test-configs browser-deps lock clean distclean
 
 help:
 	@echo "make book    build the book into $(HTML) (warnings are errors)"
@@ -69,6 +70,8 @@ book: $(STAMP) dirs
 TEST_BOOK ?= book-stored
 
 test: $(STAMP)
+	@$(MAKE) --no-print-directory browser-deps
+	@mkdir -p $(BUILD); $(TRACKED_STATE) > $(BUILD)/.tracked-before
 	@failed=""; \
 	$(MAKE) --no-print-directory test-unit  || failed="$$failed unit-tests"; \
 	$(MAKE) --no-print-directory test-nbval || failed="$$failed nbval"; \
@@ -76,8 +79,48 @@ test: $(STAMP)
 	if $(MAKE) --no-print-directory $(TEST_BOOK); then \
 	  $(MAKE) --no-print-directory test-browser || failed="$$failed browser"; \
 	else failed="$$failed book-build(browser-test-not-run)"; fi; \
+	$(MAKE) --no-print-directory test-tracked || failed="$$failed tracked-files-changed"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all checks passed"
+
+# Nothing tracked may change while the book is built or tested (committed results are written
+# only by `make record`): compare git's view of tracked files with the one taken at the start.
+TRACKED_STATE = { git status --porcelain --untracked-files=no; git diff HEAD --binary | sha256sum; } 2>/dev/null
+
+test-tracked:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(TRACKED_STATE) > $(BUILD)/.tracked-after; \
+	  if ! cmp -s $(BUILD)/.tracked-before $(BUILD)/.tracked-after; then \
+	    echo "tracked files changed during make test:"; git status --porcelain --untracked-files=no; exit 1; fi; \
+	  echo "tracked files: unchanged by the tests"; else echo "tracked files: not a git checkout, check skipped"; fi
+
+# The browser test needs Chromium: install it where we can (root with apt), else stop at once
+# with the command to run (REQUIRE_BROWSER=0 skips the browser test instead).
+browser-deps:
+	@if [ "$(REQUIRE_BROWSER)" = 0 ] || command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Chromium for the browser test (apt-get, once)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else echo "make test: Chromium is missing. Install it:  sudo apt-get install -y chromium"; \
+	  echo "           (or skip the browser test:  make test REQUIRE_BROWSER=0)"; exit 1; fi
+
+# The reproducibility contract under settings that stand in for another machine: torch's AVX2
+# kernels instead of AVX512, APALU without its C++ kernel, one thread instead of two.
+# (make test itself runs the machine's defaults.)
+PORTABILITY_CONFIGS ?= ATEN_CPU_CAPABILITY=avx2 APALU_CPU_KERNEL=0 OMP_NUM_THREADS=1
+
+test-configs: $(STAMP)
+	@failed=""; for cfg in $(PORTABILITY_CONFIGS); do \
+	  echo "== nbval and ledger under $$cfg"; \
+	  env $$cfg $(MAKE) --no-print-directory test-nbval test-ledger || failed="$$failed $$cfg"; done; \
+	if [ -n "$$failed" ]; then echo "make test-configs: FAILED under:$$failed"; exit 1; fi; \
+	echo "make test-configs: the contract holds under $(PORTABILITY_CONFIGS)"
+
+# The one command that writes committed results: re-executes every notebook in place (their
+# stored outputs are what nbval compares) and publishes their verdicts into data/ledger/.
+# Commit notebooks/ and data/ledger/ afterwards, with a CHANGELOG entry for any changed verdict.
+record: $(STAMP) dirs
+	scripts/execute_notebooks.sh
 
 # Same build, but notebooks/*.ipynb are rendered from their stored outputs (not executed).
 book-stored: $(STAMP) dirs
@@ -86,8 +129,7 @@ book-stored: $(STAMP) dirs
 	@echo
 	@echo "Book built (notebooks from stored outputs): $(CURDIR)/$(HTML)/index.html"
 
-test-unit: $(STAMP)
-	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
+test-unit: $(STAMP) dirs
 	$(BIN)/python -m pytest tests/ -p no:cacheprovider
 
 # Strict nbval: every stored output must be reproduced (modulo tests/nbval_sanitize.cfg).
@@ -95,23 +137,18 @@ test-unit: $(STAMP)
 # they pin torch to 1-2 threads, so 2 workers use both cores. NBVAL_WORKERS=0: one at a time.
 NBVAL_WORKERS ?= 2
 
-test-nbval: $(STAMP)
-	@mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR)
+test-nbval: $(STAMP) dirs
 	@if [ -z "$(NOTEBOOKS)" ]; then echo "nbval: no notebooks under notebooks/, nothing to check"; exit 0; fi; \
-	$(BIN)/python -m pytest --nbval $(NOTEBOOKS) --nbval-current-env \
+	rm -rf $(BUILD)/results/*/ledger; \
+	PYTHONPATH=tests $(BIN)/python -m pytest --nbval $(NOTEBOOKS) --nbval-current-env -p nbval_tolerance \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
 	  -n $(NBVAL_WORKERS) --dist loadscope -p no:cacheprovider -o addopts="-ra"
 
-# nbval has just re-run every notebook, and each rewrote its ledger records: if any record now
-# differs from the committed one, the book's verdicts are stale (or not reproducible).
-test-ledger:
-	@if git rev-parse --git-dir >/dev/null 2>&1; then \
-	  changed=$$(git status --porcelain -- data/ledger); \
-	  if [ -n "$$changed" ]; then echo "$$changed"; git --no-pager diff -- data/ledger | head -40; \
-	    echo "data/ledger differs from the committed records after re-running the notebooks:"; \
-	    echo "run scripts/execute_notebooks.sh and commit notebooks/ and data/ledger/"; exit 1; fi; \
-	  echo "ledger: the re-run notebooks reproduce every committed verdict"; \
-	else echo "ledger: not a git checkout, check skipped"; fi
+# nbval has just re-run every notebook, each writing its verdicts next to its outputs
+# (_build/results/<notebook>/ledger): they must reproduce the committed records in data/ledger,
+# the verdicts exactly and the evidence within the contract (apalu/reproduce.py).
+test-ledger: $(STAMP)
+	$(BIN)/python -m apalu.reproduce
 
 test-browser: $(STAMP)
 	@test -f $(HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }

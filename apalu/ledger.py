@@ -1,9 +1,13 @@
 """The claims ledger: one computed verdict per claim of the paper.
 
 Notebooks call :func:`record` with a verdict they computed (never typed by hand: pass the
-boolean test that decides it through :func:`verdict`); each record is one JSON file under
-``data/ledger/``, written atomically. The ledger page reads them all with :func:`load` and
-renders them with :func:`to_markdown`, each row with a stable anchor ``claim-<id>``.
+boolean test that decides it through :func:`verdict`); each record is one JSON file, written
+atomically next to the run's own outputs (``<output_dir>/ledger/``; by default
+``_build/results/<notebook>/ledger/``). Only the record command (``make record``, which sets
+``APALU_RECORD=1``) also writes it into the committed ledger ``data/ledger/``: building the book,
+running the tests or running a notebook with other parameters never changes a committed verdict.
+The ledger page reads the committed records with :func:`load` and renders them with
+:func:`to_markdown`, each row with a stable anchor ``claim-<id>``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 from .atomic import atomic_write_text
 
 __all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
-           "summary_markdown", "verdict_from_interval", "combine_verdicts", "repo_root", "ledger_dir"]
+           "summary_markdown", "verdict_from_interval", "combine_verdicts", "repo_root", "ledger_dir",
+           "run_ledger_dir", "publishing", "RECORD_ENV"]
 
 VERDICTS = ("confirmed", "holds under a condition", "inconclusive", "refuted", "not tested here", "not run here")
 # Every claim of the paper the ledger must account for: (id, order, the claim). A claim with no
@@ -119,14 +124,35 @@ def ledger_dir() -> Path:
     return repo_root() / "data" / "ledger"
 
 
+RECORD_ENV = "APALU_RECORD"  # "1" only under the record command: also publish to data/ledger
+
+
+def run_ledger_dir(source: str) -> Path:
+    """Where a notebook's run writes its records by default: ``_build/results/<notebook>/ledger``."""
+    return repo_root() / "_build" / "results" / Path(source).stem / "ledger"
+
+
+def publishing() -> bool:
+    """True under the record command (``APALU_RECORD=1``), which alone writes ``data/ledger``."""
+    return os.environ.get(RECORD_ENV) == "1"
+
+
 def record(claim: Claim, folder: Path | None = None) -> Path:
-    """Write one claim's verdict to ``<folder>/<id>.json`` (default: ``data/ledger``)."""
+    """Write one claim's verdict to ``<folder>/<id>.json`` and return that path.
+
+    ``folder``: the run's own ledger folder (default :func:`run_ledger_dir` of the claim's
+    source notebook). Under the record command (:func:`publishing`) the record is also written
+    to the committed ledger, ``data/ledger``.
+    """
     if not _ID.match(claim.id):
         raise ValueError(f"claim id {claim.id!r} must be a lowercase slug (letters, digits, '-')")
     if claim.verdict not in VERDICTS:
         raise ValueError(f"verdict {claim.verdict!r} is not one of {VERDICTS}")
-    path = (folder or ledger_dir()) / f"{claim.id}.json"
-    atomic_write_text(path, json.dumps(asdict(claim), indent=1, ensure_ascii=False) + "\n")
+    text = json.dumps(asdict(claim), indent=1, ensure_ascii=False) + "\n"
+    path = Path(folder or run_ledger_dir(claim.source)) / f"{claim.id}.json"
+    atomic_write_text(path, text)
+    if publishing():
+        atomic_write_text(ledger_dir() / f"{claim.id}.json", text)
     return path
 
 

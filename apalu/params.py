@@ -24,7 +24,7 @@ from .models import check_model
 from .registry import check_activation
 from .training import OPTIMIZERS, resolve_device
 
-__all__ = ["validate", "RULES"]
+__all__ = ["validate", "RULES", "LIST_PARAMS"]
 
 
 def _items(name, value):
@@ -137,6 +137,30 @@ _SIZE_KEYS = ("width", "widths", "sizes", "n_train", "n_val", "n_test", "n_sampl
 _COUNT_KEYS = ("k_steps", "steps", "log_every", "log_params_every")
 
 
+# Parameters that take a list. papermill's ``-p NAME VALUE`` injects VALUE as text, so
+# ``-p seeds "[0, 1, 2]"`` arrives as a string: refuse it with the form that works.
+LIST_PARAMS = frozenset({"activations", "baselines", "datasets", "models", "depths", "cnn_depths", "seeds", "inits",
+                         "lrs", "widths", "sizes"})
+
+
+def _yaml_form(name, value) -> str:
+    shown = value if value.strip().startswith(("[", "(", "{")) else f"[{value}]"
+    return (f"-y \"{name}: {shown}\" (or put `{name}: {shown}` in a YAML file and pass -f params.yaml); "
+            f"papermill's -p passes text, not lists")
+
+
+def _check_not_text_list(name, value):
+    if not isinstance(value, str):
+        return
+    if name in LIST_PARAMS:
+        raise ValueError(f"parameter {name!r}: expects a list, got the text {value!r}; pass it as "
+                         + _yaml_form(name, value))
+    text = value.strip()
+    if text and text[0] in "[{(" and text[-1] in "]})":
+        raise ValueError(f"parameter {name!r}: got the text {value!r}, which looks like a list; pass it as "
+                         + _yaml_form(name, value))
+
+
 def validate(**params) -> dict:
     """Check notebook parameters; return them unchanged, or raise ValueError naming the bad one.
 
@@ -151,6 +175,7 @@ def validate(**params) -> dict:
         except (TypeError, ValueError):
             raise ValueError(f"parameter {name!r}: must be a plain JSON value (number, string, list, "
                              f"dict), got {type(value).__name__}") from None
+        _check_not_text_list(name, value)
         if name in RULES:
             RULES[name](name, value)
         elif name in _SIZE_KEYS:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Re-execute notebooks in place (their stored outputs are what nbval checks), in book order,
-# with the ledger page last since it reads what the others record.
+# The record command (`make record`): re-execute notebooks in place (their stored outputs are
+# what nbval checks), in book order, and publish their verdicts into data/ledger/
+# (APALU_RECORD=1: nothing else writes there), with the ledger page last since it reads them.
 # Usage: scripts/execute_notebooks.sh [notebook.ipynb ...]   (default: every notebook in _toc.yml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ print('\n'.join(map(str, nbs)))")
 else
   nbs=("$@")
 fi
-export PYDEVD_DISABLE_FILE_VALIDATION=1
+export PYDEVD_DISABLE_FILE_VALIDATION=1 APALU_RECORD=1
 for nb in "${nbs[@]}"; do
   start=$(date +%s)
   (cd "$(dirname "$nb")" && ../$PY -m papermill "$(basename "$nb")" "$(basename "$nb")" -k python3 --no-progress-bar >/dev/null)

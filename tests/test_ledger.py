@@ -95,3 +95,20 @@ def test_markdown_cells_escape_emphasis_and_pipes(tmp_path):
     ledger.record(_claim(evidence="f'(0+) = 3*a/2 | x_min"), tmp_path)
     md = ledger.to_markdown(ledger.load(tmp_path))
     assert r"3\*a/2 \| x\_min" in md
+
+
+def test_record_writes_next_to_the_run_and_publishes_only_under_the_record_command(tmp_path, monkeypatch):
+    root = tmp_path / "book"
+    (root / "data" / "ledger").mkdir(parents=True)
+    monkeypatch.setenv("APALU_BOOK_ROOT", str(root))
+    monkeypatch.delenv(ledger.RECORD_ENV, raising=False)
+    claim = _claim(source="notebooks/theory_bounds.ipynb")
+    path = ledger.record(claim)  # default: next to the notebook's own outputs, never data/ledger
+    assert path == root / "_build" / "results" / "theory_bounds" / "ledger" / "continuity.json"
+    assert not list((root / "data" / "ledger").iterdir())
+    custom = ledger.record(claim, tmp_path / "my-run" / "ledger")  # a papermill run's output_dir
+    assert custom.parent == tmp_path / "my-run" / "ledger"
+    assert not list((root / "data" / "ledger").iterdir())
+    monkeypatch.setenv(ledger.RECORD_ENV, "1")  # the record command (make record)
+    ledger.record(claim, tmp_path / "run2")
+    assert [c.id for c in ledger.load()] == ["continuity"]

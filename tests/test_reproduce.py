@@ -1,0 +1,106 @@
+"""The reproducibility contract: text, verdicts and integers exact; trained floats within tolerance.
+
+Each check is shown to fail on a change beyond the contract, so the contract cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from apalu.reproduce import DEFAULT, TAG, Tolerance, cell_tolerance, compare_ledgers, compare_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("stored,fresh", [
+    ("acc 0.3752 [0.3464, 0.4040]", "acc 0.3749 [0.3470, 0.4031]"),  # last digits of a trained model
+    ("441 [0.3858, 0.7024]", "441 [0.3857, 0.7026]"),  # the cross-CPU difference reported in the issue
+    ("share 0.2710", "share 0.2744"),  # 1.25%: the largest difference measured
+    ("diff -0.0001", "diff 0.0001"),  # a sign flip within 2 units of the last digit
+    ("mean  1.7516\nrelu  10.01", "mean 1.7520\nrelu 9.99"),  # pandas re-pads columns
+    ("APALU − baseline: −0.0432", "APALU − baseline: −0.0431"),  # Unicode minus
+])
+def test_within_the_contract(stored, fresh):
+    assert compare_text(stored, fresh) == []
+
+
+@pytest.mark.parametrize("stored,fresh,why", [
+    ("acc 0.3752", "acc 0.3940", "beyond the tolerance"),  # moved 5%
+    ("share 0.2710", "share 0.2800", "beyond the tolerance"),  # moved 3.3%
+    ("**Verdict: confirmed.** 0.5", "**Verdict: inconclusive.** 0.5", "text differs"),
+    ("20 runs, 128 steps", "20 runs, 127 steps", "integers must match"),
+    ("n [0.1, 0.2]", "n [0.1, 0.2, 0.3]", "text differs"),
+])
+def test_beyond_the_contract(stored, fresh, why):
+    problems = compare_text(stored, fresh)
+    assert problems and why in problems[0]
+
+
+def test_exact_cells_and_tolerance_metadata():
+    assert compare_text("x 0.1234", "x 0.1235", tolerance=None)  # an untagged cell: exact
+    assert cell_tolerance({"tags": ["hide-input"]}) is None
+    assert cell_tolerance({"tags": [TAG]}) == DEFAULT
+    assert cell_tolerance({"tags": [TAG], "repro_tolerance": {"abs": 0.1, "why": "log scale"}}) == Tolerance(abs=0.1)
+    with pytest.raises(ValueError, match="unknown keys"):
+        cell_tolerance({"tags": [TAG], "repro_tolerance": {"atol": 1}})
+    with pytest.raises(ValueError, match="says why"):
+        cell_tolerance({"tags": [TAG], "repro_tolerance": {"abs": 1}})
+
+
+def test_intervals_move_by_a_fraction_of_their_width():
+    # measured between two CPUs: the mean moved 23% of itself but 1% of the interval's width
+    assert compare_text("-0.0031 [-0.0389, 0.0328]", "-0.0024 [-0.0358, 0.0310]") == []
+    assert compare_text("-0.0031 [-0.0389, 0.0328]", "-0.0131 [-0.0389, 0.0328]")  # 14% of the width
+    assert compare_text("-0.0031 and -0.0389, 0.0328", "-0.0024 and -0.0358, 0.0310")  # not an interval
+
+
+def _write(folder: Path, cid: str, **fields) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = {"id": cid, "claim": "c", "verdict": "confirmed", "evidence": "e", "section": "s", "source": "n",
+           "order": 1.0, **fields}
+    (folder / f"{cid}.json").write_text(json.dumps(rec))
+
+
+def test_compare_ledgers(tmp_path):
+    committed, run = tmp_path / "data", tmp_path / "_build" / "nb" / "ledger"
+    _write(committed, "a", evidence="loss 1.7516 [1.6946, 1.8086], 5 seeds")
+    _write(run, "a", evidence="loss 1.7520 [1.6950, 1.8080], 5 seeds")
+    assert compare_ledgers(committed, [run]) == []
+    _write(run, "a", evidence="loss 1.7516 [1.6946, 1.8086], 5 seeds", verdict="inconclusive")
+    assert compare_ledgers(committed, [run]) == ["a: verdict changed from 'confirmed' to 'inconclusive'"]
+    _write(run, "a", evidence="loss 1.9000 [1.6946, 1.8086], 5 seeds")
+    assert "beyond the tolerance" in compare_ledgers(committed, [run])[0]
+    _write(run, "a", evidence="loss 1.7516 [1.6946, 1.8086], 5 seeds")
+    _write(committed, "b")
+    assert compare_ledgers(committed, [run]) == ["b: committed, but no re-run notebook recorded it"]
+
+
+def _notebook(path: Path, stored: str, tags: list[str]) -> None:
+    cell = nbformat.v4.new_code_cell("print('acc 0.5000 over 3 seeds')", metadata={"tags": tags}, execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize("stored,tags,passes", [
+    ("acc 0.5050 over 3 seeds", [TAG], True),  # 1% off: within the contract
+    ("acc 0.5250 over 3 seeds", [TAG], False),  # 5% off: a moved number fails
+    ("acc 0.5000 over 4 seeds", [TAG], False),  # integers stay exact in a tolerant cell
+    ("acc 0.5050 over 3 seeds", [], False),  # untagged cells stay exact
+])
+def test_nbval_plugin(tmp_path, stored, tags, passes):
+    nb = tmp_path / "t.ipynb"
+    _notebook(nb, stored, tags)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "pytest", "--nbval", str(nb), "--nbval-current-env", "-p",
+                          "nbval_tolerance", "-p", "no:cacheprovider", "-q", "-o", "addopts=", "--rootdir", str(tmp_path)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert (run.returncode == 0) == passes, run.stdout[-3000:]
