@@ -12,7 +12,9 @@ Embedded (always available, nothing downloads):
 From a user-given ``path`` (an error says what was expected where when it is missing or wrong):
 
 * ``"mnist"`` / ``"fashion_mnist"`` — the four IDX files (optionally ``.gz``);
-* ``"cifar10"`` — the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``);
+* ``"cifar10"`` — CIFAR-10: the binary batches (``cifar-10-batches-bin``, preferred when present)
+  or the python ones (``data_batch_1..5``, ``test_batch``) through a restricted unpickler that
+  builds numpy arrays, lists and dicts only (a crafted pickle can not run code);
 * ``"sign_mnist"`` — Sign-Language-MNIST ``sign_mnist_train.csv`` / ``sign_mnist_test.csv``;
 * ``"mvtec"`` — one MVTec AD category folder (``train/good``, ``test/<defect>``), one-class.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +35,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "BatchUnpickler",
+    "UnsafePickleError",
     "Dataset",
     "DATASETS",
     "EMBEDDED",
@@ -183,17 +188,55 @@ def _find(folder: Path, names: tuple[str, ...], name: str, expected: str) -> Pat
     raise FileNotFoundError(f"dataset {name!r}: none of {list(names)} in {folder}; expected {expected}")
 
 
+def _check_labels(y: np.ndarray, n_classes: int, where: str) -> np.ndarray:
+    """``y`` as int64 if every label is an integer in ``0..n_classes-1``, else ValueError naming
+    ``where`` and the first offending label."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{where}: labels should be one value per sample, found shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError(f"{where}: labels should be integers, found dtype {y.dtype}")
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{where}: label {y[first]} (row {first}) is outside 0..{n_classes - 1}")
+    return y.astype(np.int64)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it ends in ``.gz`` (ValueError naming it if that fails)."""
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path} ends in .gz but is not a complete gzip file ({e})") from None
+
+
+IDX_MAX_DIMS = 4  # MNIST-like IDX files hold 1 (labels) or 3 (images) dimensions
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (``.gz`` or plain), as in the MNIST distribution."""
+    """Read one IDX file (``.gz`` or plain), as in the MNIST distribution.
+
+    Raises ValueError naming the file when the header is short, not unsigned-byte IDX, claims
+    more than :data:`IDX_MAX_DIMS` dimensions, or disagrees with the data that follows.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4]!r})")
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4]!r}; "
+                         f"expected 00 00 08 <ndim>)")
     ndim = raw[3]
+    if not 1 <= ndim <= IDX_MAX_DIMS:
+        raise ValueError(f"{path}: IDX header says {ndim} dimensions; expected 1..{IDX_MAX_DIMS}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: IDX header is {len(raw)} bytes; {ndim} dimensions need {header}")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    body = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if body.size != int(np.prod(dims)):
         raise ValueError(f"{path}: header says shape {dims} but holds {body.size} values")
     return body.reshape(dims)
@@ -201,67 +244,220 @@ def read_idx(path: Path) -> np.ndarray:
 
 _IDX_EXPECTED = ("a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                  "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz)")
+_IDX_CLASSES = 10
 
 
 def _idx_dataset(path, name: str):
     folder = _need_dir(path, name, _IDX_EXPECTED)
-    out = []
+    arrays, files = [], []
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         f = _find(folder, (stem, stem + ".gz", stem.replace("-idx", ".idx")), name, _IDX_EXPECTED)
-        out.append(read_idx(f))
-    xtr, ytr, xte, yte = out
-    if xtr.ndim != 3 or len(xtr) != len(ytr) or len(xte) != len(yte):
-        raise ValueError(f"dataset {name!r}: IDX images/labels in {folder} do not match in count or shape")
+        arrays.append(read_idx(f))
+        files.append(f)
+    for (x, y), (fx, fy) in (((arrays[0], arrays[1]), files[:2]), ((arrays[2], arrays[3]), files[2:])):
+        if x.ndim != 3:
+            raise ValueError(f"dataset {name!r}: {fx} holds shape {list(x.shape)}; expected (N, rows, cols)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"dataset {name!r}: {fy} holds shape {list(y.shape)}; expected ({len(x)},), "
+                             f"one label per image of {fx.name}")
+        _check_labels(y, _IDX_CLASSES, f"dataset {name!r}: {fy}")
+    xtr, ytr, xte, yte = arrays
     return xtr[:, None] / 255.0, ytr.astype(np.int64), xte[:, None] / 255.0, yte.astype(np.int64)
 
 
-_CIFAR_EXPECTED = "the CIFAR-10 python folder (cifar-10-batches-py) with data_batch_1..5 and test_batch"
+# ---- CIFAR-10: the binary distribution, or the python one through a restricted unpickler
+
+_CIFAR_EXPECTED = ("the CIFAR-10 binary folder (cifar-10-batches-bin: data_batch_1..5.bin, test_batch.bin) "
+                   "or python folder (cifar-10-batches-py: data_batch_1..5, test_batch)")
+_CIFAR_CLASSES = 10
+_CIFAR_PIXELS = 3 * 32 * 32
+_CIFAR_RECORD = 1 + _CIFAR_PIXELS  # the binary form: one label byte, then the pixels
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The numpy callables a pickled array needs (named as numpy 1 and numpy 2 pickle them):
+    ``_reconstruct`` (protocols 0-4), ``_frombuffer`` (protocol 5), ``scalar``, ndarray, dtype."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric
+    out: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        out[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        out[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        out[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+    return out
+
+
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle asked for a global that a CIFAR-10 batch never holds (the load was refused)."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR-10 python batch holds: dicts, lists, bytes,
+    numbers and numpy arrays. Any other global (``os.system``, ``builtins.eval``, ...) is
+    refused with :class:`UnsafePickleError` (naming the file) before it is imported or looked up."""
+
+    def __init__(self, file, *, source: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self.source = source
+        self.allowed = {**_numpy_globals(), ("_codecs", "encode"): self._latin1_encode}
+
+    def _latin1_encode(self, text: str, encoding: str = "latin1") -> bytes:
+        """``_codecs.encode`` as protocol-2 pickles use it for bytes; the latin-1 codec only."""
+        if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+            raise UnsafePickleError(f"dataset 'cifar10': {self.source}: refusing codecs.encode with "
+                                    f"{encoding!r}; a CIFAR-10 batch encodes bytes as latin-1 only")
+        return text.encode("latin1")
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"dataset 'cifar10': {self.source}: refusing to load {module}.{name}; a CIFAR-10 batch holds only numpy "
+                f"arrays, lists and dicts (use the binary form, cifar-10-batches-bin, to avoid pickle)"
+            ) from None
+
+
+def _unpickle_batch(f: Path) -> dict:
+    """The dict of one python batch, through :class:`BatchUnpickler` (ValueError naming ``f``)."""
+    try:
+        with open(f, "rb") as fh:
+            d = BatchUnpickler(fh, source=f).load()
+    except UnsafePickleError:
+        raise
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"dataset 'cifar10': {f} is not a CIFAR-10 python batch (not a pickle, or truncated: {e})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
+        raise ValueError(f"dataset 'cifar10': {f} is not a CIFAR-10 python batch (truncated or damaged: "
+                         f"{type(e).__name__}: {e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"dataset 'cifar10': {f} holds a {type(d).__name__}; expected a dict with "
+                         f"b'data' and b'labels'")
+    return d
+
+
+def _batch_arrays(d: dict, f: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 3, 32, 32) uint8, labels) from a python batch's dict, checked."""
+    data = d.get(b"data", d.get("data"))
+    labels = d.get(b"labels", d.get("labels"))
+    if data is None or labels is None:
+        raise ValueError(f"dataset 'cifar10': {f} has keys {sorted(map(repr, d))}; expected b'data' and b'labels'")
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != _CIFAR_PIXELS or data.dtype != np.uint8:
+        what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"dataset 'cifar10': {f}: b'data' is a {what}; expected a uint8 array (N, {_CIFAR_PIXELS})")
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data):
+        n = len(labels) if isinstance(labels, (list, np.ndarray)) else type(labels).__name__
+        raise ValueError(f"dataset 'cifar10': {f}: b'labels' has {n} entries; expected a list of {len(data)}")
+    try:
+        y = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"dataset 'cifar10': {f}: b'labels' is not a list of integers ({e})") from None
+    y = _check_labels(y, _CIFAR_CLASSES, f"dataset 'cifar10': {f}")
+    return data.reshape(-1, 3, 32, 32), y
+
+
+def _read_cifar_bin(f: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One binary batch: records of 1 label byte + 3072 pixel bytes (ValueError naming ``f``)."""
+    raw = np.fromfile(f, dtype=np.uint8)
+    if raw.size == 0 or raw.size % _CIFAR_RECORD:
+        raise ValueError(f"dataset 'cifar10': {f} is {raw.size} bytes; expected a positive multiple of "
+                         f"{_CIFAR_RECORD} (1 label byte + {_CIFAR_PIXELS} pixel bytes per image)")
+    rec = raw.reshape(-1, _CIFAR_RECORD)
+    y = _check_labels(rec[:, 0], _CIFAR_CLASSES, f"dataset 'cifar10': {f}")
+    return rec[:, 1:].reshape(-1, 3, 32, 32), y
+
+
+def _cifar_source(folder: Path) -> tuple[Path, bool]:
+    """(folder holding the batches, binary?); the binary form is preferred when present."""
+    for sub, binary in (("cifar-10-batches-bin", True), ("cifar-10-batches-py", False)):
+        if (folder / sub).is_dir():
+            return folder / sub, binary
+    return folder, (folder / "data_batch_1.bin").is_file()
 
 
 def _cifar10(path):
-    folder = _need_dir(path, "cifar10", _CIFAR_EXPECTED)
-    if (folder / "cifar-10-batches-py").is_dir():
-        folder = folder / "cifar-10-batches-py"
+    folder, binary = _cifar_source(_need_dir(path, "cifar10", _CIFAR_EXPECTED))
 
-    def batch(n):
-        f = _find(folder, (n,), "cifar10", _CIFAR_EXPECTED)
-        with open(f, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        try:
-            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            y = np.asarray(d[b"labels"], dtype=np.int64)
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"dataset 'cifar10': {f} is not a CIFAR-10 python batch ({e})") from None
-        return x / 255.0, y
+    def batch(stem: str) -> tuple[np.ndarray, np.ndarray]:
+        if binary:
+            return _read_cifar_bin(_find(folder, (stem + ".bin",), "cifar10", _CIFAR_EXPECTED))
+        f = _find(folder, (stem,), "cifar10", _CIFAR_EXPECTED)
+        return _batch_arrays(_unpickle_batch(f), f)
 
     parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
     xte, yte = batch("test_batch")
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), xte, yte
+    xtr = np.concatenate([p[0] for p in parts]) / 255.0
+    return xtr, np.concatenate([p[1] for p in parts]), xte / 255.0, yte
 
 
 _SIGN_EXPECTED = "a folder with sign_mnist_train.csv and sign_mnist_test.csv (a 'label' column and 784 pixels)"
+SIGN_CLASSES = 26  # labels are letters A..Z as 0..25 (J = 9 and Z = 25 need motion; absent in the data)
+
+
+def _read_sign_csv(f: Path):
+    """One Sign-Language-MNIST CSV, checked: (pixels (N, 1, 28, 28) in [0, 1], labels)."""
+    import pandas as pd
+
+    try:
+        t = pd.read_csv(f)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"dataset 'sign_mnist': {f} is empty; expected {_SIGN_EXPECTED}") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"dataset 'sign_mnist': {f} has a row with more fields than the header ({e})") from None
+    if "label" not in t.columns or t.shape[1] != 785:
+        raise ValueError(f"dataset 'sign_mnist': {f} should have a 'label' column and 784 pixel "
+                         f"columns, found {t.shape[1]} columns")
+    if len(t) == 0:
+        raise ValueError(f"dataset 'sign_mnist': {f} has a header but no rows")
+    missing = t.isna().any(axis=1).to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise ValueError(f"dataset 'sign_mnist': {f}: data row {row + 1} has missing values (a short row?); "
+                         f"expected 785 numbers per row")
+    pixels = t.drop(columns="label")
+    if not all(k in "iu" for k in pixels.dtypes.map(lambda d: d.kind)):
+        raise ValueError(f"dataset 'sign_mnist': {f}: pixel columns should hold integers 0..255")
+    pix = pixels.to_numpy()
+    if pix.min() < 0 or pix.max() > 255:
+        raise ValueError(f"dataset 'sign_mnist': {f}: pixel values span {pix.min()}..{pix.max()}; expected 0..255")
+    y = _check_labels(t["label"].to_numpy(), SIGN_CLASSES, f"dataset 'sign_mnist': {f}")
+    return pix.reshape(-1, 1, 28, 28) / 255.0, y
 
 
 def _sign_mnist(path):
-    import pandas as pd
-
     folder = _need_dir(path, "sign_mnist", _SIGN_EXPECTED)
     out = []
     for split in ("train", "test"):
         f = _find(folder, (f"sign_mnist_{split}.csv", f"sign_mnist_{split}/sign_mnist_{split}.csv"),
                   "sign_mnist", _SIGN_EXPECTED)
-        t = pd.read_csv(f)
-        if "label" not in t.columns or t.shape[1] != 785:
-            raise ValueError(f"dataset 'sign_mnist': {f} should have a 'label' column and 784 pixel "
-                             f"columns, found {t.shape[1]} columns")
-        out += [t.drop(columns="label").to_numpy().reshape(-1, 1, 28, 28) / 255.0,
-                t["label"].to_numpy().astype(np.int64)]
+        out += list(_read_sign_csv(f))
     return tuple(out)
 
 
 _MVTEC_EXPECTED = ("one MVTec AD category folder (e.g. .../mvtec/bottle) with train/good/*.png and "
                    "test/<good|defect>/*.png, or the MVTec root plus category=")
+
+
+def _mvtec_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The train and test .png files; FileNotFoundError naming what is missing, before any
+    image is read: no training images, or a test set without good or without defect images."""
+    if not (folder / "train" / "good").is_dir() or not (folder / "test").is_dir():
+        raise FileNotFoundError(f"dataset 'mvtec': {folder} lacks train/good or test; expected {_MVTEC_EXPECTED}")
+    train = sorted((folder / "train" / "good").glob("*.png"))
+    test = sorted((folder / "test").glob("*/*.png"))
+    if not train or not test:
+        raise FileNotFoundError(f"dataset 'mvtec': no .png images under {folder}/train/good or {folder}/test/*")
+    classes = {f.parent.name for f in test}
+    if "good" not in classes:
+        raise FileNotFoundError(f"dataset 'mvtec': {folder}/test has only defect images ({', '.join(sorted(classes))}); "
+                                f"expected test/good/*.png too (AUC needs normal test images)")
+    if classes == {"good"}:
+        raise FileNotFoundError(f"dataset 'mvtec': {folder}/test has only test/good; expected at least one "
+                                f"defect folder test/<defect>/*.png (AUC needs anomalies)")
+    return train, test
 
 
 def _mvtec(path, category: str | None, image_size: int):
@@ -270,17 +466,12 @@ def _mvtec(path, category: str | None, image_size: int):
     folder = _need_dir(path, "mvtec", _MVTEC_EXPECTED)
     if category:
         folder = folder / category
-    if not (folder / "train" / "good").is_dir() or not (folder / "test").is_dir():
-        raise FileNotFoundError(f"dataset 'mvtec': {folder} lacks train/good or test; expected {_MVTEC_EXPECTED}")
+    train, test = _mvtec_files(folder)
 
     def read(files):
         imgs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size))) for f in files]
         return np.stack(imgs).transpose(0, 3, 1, 2) / 255.0
 
-    train = sorted((folder / "train" / "good").glob("*.png"))
-    test = sorted((folder / "test").glob("*/*.png"))
-    if not train or not test:
-        raise FileNotFoundError(f"dataset 'mvtec': no .png images under {folder}/train/good or {folder}/test/*")
     yte = np.array([0 if f.parent.name == "good" else 1 for f in test], dtype=np.int64)
     return read(train), read(test), yte
 
