@@ -54,3 +54,27 @@ def sweeps_table(root: Path) -> pd.DataFrame:
         rows.append({"spec": f"sweeps/{spec_path.name}", "notebook": Path(spec.notebook).stem,
                      "runs": len(expand(spec)), "description": " ".join(spec.description.split())})
     return pd.DataFrame(rows, columns=["spec", "notebook", "runs", "description"])
+
+
+def tolerance_table(root: Path) -> pd.DataFrame:
+    """One row per notebook cell compared within a tolerance (tag ``trained-numbers``), in book order.
+
+    The tolerance is the book's default unless the cell states its own, with the reason.
+    """
+    import json
+
+    from .reproduce import DEFAULT, cell_tolerance
+
+    rows = []
+    for path in toc_notebooks(root):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        for number, cell in enumerate(code, start=1):
+            tolerance = cell_tolerance(cell.get("metadata", {}))
+            if tolerance is None:
+                continue
+            why = cell["metadata"].get("repro_tolerance", {}).get("why", "")
+            rows.append({"notebook": path.stem, "code cell": number,
+                         "tolerance": tolerance.describe() if tolerance != DEFAULT else "default",
+                         "why": why or "-"})
+    return pd.DataFrame(rows, columns=["notebook", "code cell", "tolerance", "why"])

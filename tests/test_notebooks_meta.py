@@ -108,6 +108,14 @@ def check_notebook(nb: dict, rel_path: str, listed: set[str]) -> list[str]:
         problems.append(f"{len(param_cells)} cells tagged 'parameters', expected exactly 1")
     elif not assigns_device_auto(cell_source(param_cells[0])):
         problems.append('the parameters cell does not assign device = "auto"')
+    else:
+        # bad parameters stop the notebook before any work: the next code cell checks them first
+        cells = nb["cells"]
+        after = cells.index(param_cells[0]) + 1
+        first = next((c for c in cells[after:] if c.get("cell_type") == "code"), None)
+        stem = Path(rel_path).stem
+        if first is None or f'check_notebook("{stem}", globals())' not in "".join(cell_source(first).splitlines()[:3]):
+            problems.append(f'the first code cell after the parameters does not start with check_notebook("{stem}", globals())')
 
     if str(Path(rel_path).with_suffix("")) not in listed:
         problems.append(f"{rel_path} is not listed in _toc.yml")
@@ -171,7 +179,7 @@ GOOD = {
          "outputs": [], "source": 'epochs = 2\ndevice = "auto"\n'},
         {"cell_type": "code", "metadata": {}, "execution_count": 2,
          "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}],
-         "source": "print(1)"},
+         "source": 'check_notebook("good", globals())\nprint(1)'},
         {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
          "source": ""},
     ],
@@ -196,9 +204,10 @@ def test_checker_accepts_good_notebook():
          None),
         (lambda nb: nb["cells"][1].update(source='device = "cuda"\n'), 'device = "auto"'),
         (lambda nb: nb["cells"][1].update(source="# device\n"), 'device = "auto"'),
+        (lambda nb: nb["cells"][2].update(source="print(1)"), "check_notebook"),
     ],
     ids=["kernel", "stripped-output", "unexecuted", "no-parameters", "two-parameters",
-         "tagged-no-output-ok-is-allowed", "device-not-auto", "device-only-comment"],
+         "tagged-no-output-ok-is-allowed", "device-not-auto", "device-only-comment", "parameters-unchecked"],
 )
 def test_checker_rejects(mutate, expected):
     nb = copy.deepcopy(GOOD)

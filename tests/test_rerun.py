@@ -40,3 +40,12 @@ def test_sweeps_table_lists_every_spec():
     table = sweeps_table(ROOT)
     assert len(table) == len(list((ROOT / "sweeps").glob("*.yaml")))
     assert (table["runs"] > 0).all()
+
+
+def test_tolerance_table_lists_every_tolerant_cell_with_its_reason():
+    from apalu.rerun import tolerance_table
+
+    table = tolerance_table(ROOT)
+    assert len(table) >= 10 and set(table.notebook) >= {"exp_convergence", "exp_paper", "mnist_quickstart"}
+    own = table[table.tolerance != "default"]
+    assert (own["why"].str.len() > 20).all()  # a cell with its own tolerance says why
