@@ -1,7 +1,9 @@
 """The ``apalu`` command line: ``apalu sweep SPEC.yaml`` and ``apalu collect DIR``.
 
 Exit status: 0 when every run is complete, 1 when some failed or are still pending,
-2 for a spec that does not validate (the message names each offending key).
+2 for a spec that does not validate (the message names each offending key), a sweep folder
+with committed results (without ``--record``), or ``collect`` arguments it refuses (nothing
+is written then).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="validate, print the runs (and, with "
                    "--executor slurm, the sbatch script); run nothing")
     s.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    s.add_argument("--record", action="store_true", help="write into a sweep folder whose results "
+                   "are committed to git (refused without it); for extending the book's "
+                   "committed results on purpose, then committing them")
     s.add_argument("--results-root", type=Path, default=None,
                    help="where sweep folders go (default: <book root>/data/results)")
     s.add_argument("--root", type=Path, default=None,
@@ -93,15 +98,19 @@ def _sweep(args) -> int:
     if args.jobs < 1:
         print("apalu sweep: --jobs must be at least 1", file=sys.stderr)
         return 2
-    summary = sw.run_sweep(spec, executor=args.executor, jobs=args.jobs,
-                           retry_failed=args.retry_failed, results_root=args.results_root,
-                           slurm_cluster=args.submitit_cluster, overrides=overrides,
-                           wait=not args.no_wait, progress=not args.quiet)
+    try:
+        summary = sw.run_sweep(spec, executor=args.executor, jobs=args.jobs,
+                               retry_failed=args.retry_failed, results_root=args.results_root,
+                               slurm_cluster=args.submitit_cluster, overrides=overrides,
+                               wait=not args.no_wait, progress=not args.quiet, record=args.record)
+    except sw.CommittedResultsError as exc:
+        print(f"apalu sweep: {exc}", file=sys.stderr)
+        return 2
     return 0 if summary["failed"] == 0 and summary["pending"] == 0 else 1
 
 
 def _collect(args) -> int:
-    from .collect import collect
+    from .collect import CollectError, collect
 
     status = 0
     for d in args.sweep_dir:
@@ -110,7 +119,12 @@ def _collect(args) -> int:
             status = 2
             continue
         out = args.out / d.name if args.out and len(args.sweep_dir) > 1 else args.out
-        res = collect(d, out=out, value=args.value, exclude=args.exclude)
+        try:
+            res = collect(d, out=out, value=args.value, exclude=args.exclude)
+        except CollectError as exc:
+            print(f"apalu collect: {exc}", file=sys.stderr)
+            status = 2
+            continue
         runs = res["runs"]
         n_ok = int((runs["status"] == "complete").sum()) if len(runs) else 0
         print(f"{d}: {len(runs)} runs ({n_ok} complete), {len(res['results'])} result rows, "

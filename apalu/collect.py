@@ -28,7 +28,7 @@ import pandas as pd
 
 from .sweep import STAGING, atomic_write_text, machine_summary, read_json
 
-__all__ = ["mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
+__all__ = ["CollectError", "check_columns", "read_sweep_spec", "mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
            "OUTPUT_FILES", "expected_runs", "markdown_table", "summary_wide", "sweep_overview"]
 
 #: Files ``collect`` writes into the sweep folder (never read back as run results).
@@ -141,28 +141,69 @@ def summarize(results: pd.DataFrame, value: str = "value", seed_params: Iterable
     return out.reset_index(drop=True)
 
 
+class CollectError(ValueError):
+    """``collect`` refused its arguments or folder; nothing was written."""
+
+
+def read_sweep_spec(sweep_dir: Path) -> dict:
+    """The ``sweep.yaml`` of a sweep folder; CollectError when there is none (not a sweep
+    folder) or it is not a YAML mapping."""
+    import yaml
+
+    f = Path(sweep_dir) / "sweep.yaml"
+    if not f.is_file():
+        raise CollectError(f"{sweep_dir} is not a sweep folder (no sweep.yaml); expected a folder "
+                           f"data/results/<sweep>/ written by `apalu sweep`")
+    try:
+        spec = yaml.safe_load(f.read_text())
+    except yaml.YAMLError as exc:
+        raise CollectError(f"{f}: not valid YAML ({exc})") from None
+    if not isinstance(spec, dict):
+        raise CollectError(f"{f}: expected a mapping (the sweep spec), got {type(spec).__name__}")
+    return spec
+
+
+def check_columns(results: pd.DataFrame, value: str, exclude: Iterable[str], source: Path) -> None:
+    """CollectError unless ``value`` and every ``exclude`` are columns of ``results`` (a typo
+    would otherwise give an empty or wrong summary). Nothing to check in an empty table."""
+    if results.empty:
+        return
+    cols = [str(c) for c in results.columns]
+    if value not in cols:
+        numeric = [c for c in cols if pd.api.types.is_numeric_dtype(results[c])]
+        raise CollectError(f"{source}: --value {value!r} is not a column of the results; numeric "
+                           f"columns: {', '.join(numeric) or '(none)'}")
+    unknown = [c for c in exclude if c not in cols]
+    if unknown:
+        raise CollectError(f"{source}: --exclude {', '.join(map(repr, unknown))}: not a column of the "
+                           f"results; columns: {', '.join(cols)}")
+
+
 def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = True,
             value: str | None = None, exclude: Iterable[str] = ()) -> dict[str, pd.DataFrame]:
     """Runs, tidy results and summary of one sweep; written as CSV to ``out`` (default: the
     sweep folder) unless ``write`` is false. ``value``: the column to summarise (default: the
-    spec's ``value``, else ``value``)."""
+    spec's ``value``, else ``value``).
+
+    Raises :class:`CollectError` before writing anything when ``sweep_dir`` has no
+    ``sweep.yaml``, ``value`` or an ``exclude`` is not a column of the results, or (when
+    writing) no complete run has results. Each file is replaced atomically."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep folder {sweep_dir}")
-    spec = {}
-    try:
-        import yaml
-
-        spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
-    except (OSError, ValueError):
-        pass
+    spec = read_sweep_spec(sweep_dir)
     value = value or spec.get("value") or "value"
+    exclude = list(exclude)
     seed_param = spec.get("seed_param")
     seeds = tuple({*(_SEED_NAMES), *([seed_param] if seed_param else [])})
     runs = load_runs(sweep_dir)
     results = load_results(sweep_dir)
+    check_columns(results, value, exclude, sweep_dir)
     summary = summarize(results, value=value, seed_params=seeds, exclude=exclude)
     if write:
+        if results.empty:
+            raise CollectError(f"{sweep_dir}: no complete run with CSV results ({len(runs)} runs); "
+                               f"nothing written")
         target = Path(out) if out else sweep_dir
         for name, df in (("runs.csv", runs), ("results.csv", results), ("summary.csv", summary)):
             atomic_write_text(target / name, df.to_csv(index=False))

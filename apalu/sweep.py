@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -49,6 +50,7 @@ from .atomic import atomic_write_text
 
 __all__ = [
     "SpecError",
+    "CommittedResultsError",
     "SweepSpec",
     "Run",
     "load_spec",
@@ -59,6 +61,8 @@ __all__ = [
     "execute_run",
     "run_sweep",
     "clean_staging",
+    "tracked_files",
+    "guard_committed",
     "machine_description",
     "executor_parameters",
     "make_submitit_executor",
@@ -853,6 +857,40 @@ def _pending(runs: list[Run], retry_failed: bool) -> tuple[list[Run], dict[str, 
     return todo, counts
 
 
+class CommittedResultsError(ValueError):
+    """The sweep's folder holds results committed to git; only ``record=True`` writes there."""
+
+
+def tracked_files(folder: Path) -> list[str]:
+    """The files under ``folder`` that git tracks (none when git, or a repository around the
+    folder, is missing): a committed sweep folder is one with tracked files."""
+    folder = Path(folder).resolve()
+    probe = folder
+    while not probe.is_dir():
+        probe = probe.parent
+    try:
+        out = subprocess.run(["git", "-C", str(probe), "ls-files", "-z", "--full-name", "--", str(folder)],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [p for p in out.stdout.split("\0") if p] if out.returncode == 0 else []
+
+
+def guard_committed(sweep_dir: Path, name: str, record: bool = False) -> None:
+    """Refuse (:class:`CommittedResultsError`, naming the folder) to write into a sweep folder
+    whose files git tracks, unless ``record``: the book's committed results change only on
+    purpose (``apalu sweep SPEC --record``), never because a new spec reused a name."""
+    if record:
+        return
+    tracked = tracked_files(sweep_dir)
+    if tracked:
+        raise CommittedResultsError(
+            f"sweep {name!r}: {sweep_dir} holds committed results ({len(tracked)} files tracked by "
+            f"git, e.g. {tracked[0]}); refusing to write into it. Give the spec another name "
+            f"(name: ...) or --results-root elsewhere, or pass --record to add to the committed "
+            f"sweep on purpose (then commit it)")
+
+
 def _write_sweep_files(spec: SweepSpec, sweep_dir: Path) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"name": spec.name, "notebook": spec.notebook}
@@ -868,12 +906,16 @@ def _write_sweep_files(spec: SweepSpec, sweep_dir: Path) -> None:
 def run_sweep(spec: SweepSpec, executor: str = "local", jobs: int = 1, retry_failed: bool = False,
               results_root: Path | None = None, slurm_cluster: str = "slurm",
               overrides: dict | None = None, wait: bool = True, progress: bool = True,
-              log=print) -> dict[str, Any]:
-    """Run every run of the sweep that has no result yet; returns counts and wall time."""
+              log=print, record: bool = False) -> dict[str, Any]:
+    """Run every run of the sweep that has no result yet; returns counts and wall time.
+
+    A sweep folder with committed (git-tracked) results is written only with ``record``
+    (:func:`guard_committed`)."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     sweep_dir = spec.results_dir(results_root)
+    guard_committed(sweep_dir, spec.name, record)
     _write_sweep_files(spec, sweep_dir)
     clean_staging(sweep_dir)
     if executor == "local":

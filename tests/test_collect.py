@@ -132,3 +132,68 @@ def test_cli_collect(sweep, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "apalu", "collect", str(tmp_path / "nope")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2
+
+
+# ------------------------------------------------------------- bad arguments: refused, nothing written
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "apalu", "collect", *map(str, args)],
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli_collect_value_typo_exits_2_and_keeps_summary(sweep):
+    co.collect(sweep)
+    before = {n: (sweep / n).read_bytes() for n in co.OUTPUT_FILES}
+    r = _cli(sweep, "--value", "vlaue")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--value 'vlaue' is not a column of the results; numeric columns:" in r.stderr
+    assert "value" in r.stderr.split("numeric columns:")[1]
+    assert {n: (sweep / n).read_bytes() for n in co.OUTPUT_FILES} == before  # untouched
+    assert len(pd.read_csv(sweep / "summary.csv")) == 4
+
+
+def test_collect_exclude_typo_refused(sweep):
+    with pytest.raises(co.CollectError, match=r"--exclude 'activaton': not a column of the results"):
+        co.collect(sweep, exclude=["activaton"])
+    assert not (sweep / "summary.csv").exists()
+
+
+def test_collect_refuses_a_folder_without_sweep_yaml(sweep):
+    parent = sweep.parent  # data/results itself, say
+    r = _cli(parent)
+    assert r.returncode == 2 and "is not a sweep folder (no sweep.yaml)" in r.stderr
+    assert not any((parent / n).exists() for n in co.OUTPUT_FILES)
+    (sweep / "sweep.yaml").unlink()
+    with pytest.raises(co.CollectError, match="no sweep.yaml"):
+        co.collect(sweep, write=False)
+
+
+def test_collect_with_no_results_writes_nothing(sweep):
+    co.collect(sweep)
+    before = (sweep / "summary.csv").read_bytes()
+    for d in sweep.glob("r[0-9]"):
+        (d / "status.json").write_text(json.dumps({"status": "failed"}))
+    with pytest.raises(co.CollectError, match="no complete run with CSV results"):
+        co.collect(sweep)
+    assert (sweep / "summary.csv").read_bytes() == before
+    assert co.collect(sweep, write=False)["summary"].empty  # the book's chapter reads without writing
+
+
+def test_collect_write_is_atomic(sweep, monkeypatch):
+    """A failure while writing summary.csv leaves the previous file whole and no temporary file."""
+    (sweep / "summary.csv").write_text("the previous summary\n")
+    before = (sweep / "summary.csv").read_bytes()
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        if "summary.csv" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError("disk full")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        co.collect(sweep, value="value")
+    assert (sweep / "summary.csv").read_bytes() == before
+    assert not [p.name for p in sweep.iterdir() if p.name.startswith(".summary.csv")]

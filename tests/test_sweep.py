@@ -366,3 +366,44 @@ def test_shipped_specs_validate_against_their_notebooks(path):
     if path.stem.endswith("_gpu"):
         assert spec.resources.get("gpus_per_node", 0) >= 1
         assert "#SBATCH --gpus-per-node=" in sw.sbatch_script(spec, "/tmp/x")
+
+
+# --------------------------------------------------------------------------- committed results
+
+
+def _git_book(book: Path) -> Path:
+    """The book as a git repository with a committed sweep folder data/results/s/."""
+    committed = book / "data" / "results" / "s" / "abc123"
+    committed.mkdir(parents=True)
+    (committed / "status.json").write_text('{"status": "complete"}')
+    git = ["git", "-C", str(book), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "data"], check=True)
+    subprocess.run(git + ["commit", "-qm", "results"], check=True)
+    return committed.parent
+
+
+def test_sweep_into_a_committed_folder_is_refused_without_record(book):
+    sweep_dir = _git_book(book)
+    spec_path = write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}})  # name "s" collides
+    cli = [sys.executable, "-m", "apalu", "sweep", str(spec_path), "-q"]
+    r = subprocess.run(cli, capture_output=True, text=True, env=env())
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"sweep 's': {sweep_dir} holds committed results (1 files tracked by git" in r.stderr
+    assert "--record" in r.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["abc123"]  # nothing written
+    assert subprocess.run(cli + ["--dry-run"], capture_output=True, env=env()).returncode == 0
+    spec = sw.load_spec(spec_path)
+    with pytest.raises(sw.CommittedResultsError, match="refusing to write into it"):
+        sw.run_sweep(spec, progress=False, log=lambda *a: None)
+    sw.guard_committed(sweep_dir, "s", record=True)  # the record step may
+    other = tmp = book / "elsewhere"
+    sw.guard_committed(other / "s", "s")  # an untracked folder is free
+    assert sw.tracked_files(tmp) == [] and sw.tracked_files(sweep_dir) == ["data/results/s/abc123/status.json"]
+
+
+def test_committed_guard_with_record_runs(book):
+    _git_book(book)
+    spec = sw.load_spec(write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}}))
+    summary = sw.run_sweep(spec, progress=False, log=lambda *a: None, record=True)
+    assert summary["complete"] == 1
