@@ -172,8 +172,10 @@ LIST_PARAMS = frozenset({"activations", "baselines", "datasets", "models", "dept
 
 
 def _yaml_form(name, value) -> str:
-    shown = value if value.strip().startswith(("[", "(", "{")) else f"[{value}]"
-    return (f"-y \"{name}: {shown}\" (or put `{name}: {shown}` in a YAML file and pass -f params.yaml); "
+    text = str(value).strip()
+    # YAML has no tuples: (a, b) pairs are written [a, b]
+    shown = text.replace("(", "[").replace(")", "]") if text.startswith(("[", "(", "{")) else f"[{text}]"
+    return (f"-y '{name}: {shown}' (or put `{name}: {shown}` in a YAML file and pass -f params.yaml); "
             f"papermill's -p passes text, not lists")
 
 

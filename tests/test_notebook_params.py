@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (notebook, injected parameters, the text the message must contain)
 BAD = [
     ("exp_convergence", {"activations": "relu"}, "'activations': expects a list"),
-    ("exp_convergence", {"seeds": "[0, 1, 2]"}, '-y "seeds: [0, 1, 2]"'),
+    ("exp_convergence", {"seeds": "[0, 1, 2]"}, "-y 'seeds: [0, 1, 2]'"),
     ("exp_convergence", {"epochz": 1}, "unknown parameter 'epochz'"),
     ("exp_convergence", {"epochs": 100000}, "confirm_long_run"),
     ("exp_convergence", {"epochs": -1}, "'epochs'"),
@@ -34,7 +34,7 @@ BAD = [
     ("exp_convergence", {"optimizer": "adamx"}, "'optimizer'"),
     ("exp_convergence", {"seeds": [0, 0]}, "'seeds': seeds repeat"),
     ("exp_paper", {"cifar10_path": "/nonexistent"}, "'cifar10_path'"),
-    ("exp_paper", {"cifar_models": '["mobilenet"]'}, "-y \"cifar_models: [\"mobilenet\"]\""),
+    ("exp_paper", {"cifar_models": '["mobilenet"]'}, "-y 'cifar_models: [\"mobilenet\"]'"),
     ("exp_paper", {"oc_classes": "3"}, "'oc_classes': expects a list"),
     ("exp_paper", {"mvtec_path": "/no/such/mvtec"}, "'mvtec_path'"),
     ("exp_gradient_flow", {"depths": [0]}, "'depths'"),
@@ -44,7 +44,7 @@ BAD = [
     ("exp_small_data", {"sizes": "[50]"}, "'sizes': expects a list"),
     ("mnist_quickstart", {"n_train": 0}, "'n_train'"),
     ("mnist_quickstart", {"data_path": "/no/such/mnist"}, "'data_path'"),
-    ("theory_bounds", {"ab_pairs": "[(1, 1)]"}, "'ab_pairs': expects a list"),
+    ("theory_bounds", {"ab_pairs": "[(1, 1)]"}, "-y 'ab_pairs: [[1, 1]]'"),
     ("theory_bounds", {"grid_points": "abc"}, "'grid_points': expects an integer"),
     ("theory_bounds", {"ab_pairs": [[1, 1, 1]]}, "'ab_pairs': expects a list of 2-element pairs"),
     ("theory_approximation", {"widths": "[2,3,4]"}, "'widths': expects a list"),
