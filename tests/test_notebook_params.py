@@ -107,7 +107,10 @@ def _papermill(notebook: str, tmp_path: Path, *args: str) -> subprocess.Complete
     ("theory_bounds", ["-p", "grid_points", "abc"], "parameter 'grid_points'"),
 ])
 def test_papermill_stops_in_the_first_cells(notebook, args, message, tmp_path):
+    status = ["git", "-C", str(ROOT), "status", "--porcelain"]
+    before = subprocess.run(status, capture_output=True, text=True).stdout
     run = _papermill(notebook, tmp_path, *args)
+    assert subprocess.run(status, capture_output=True, text=True).stdout == before  # no committed file changed
     assert run.returncode != 0 and message in run.stderr + run.stdout
     import nbformat
 
