@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="validate, print the runs (and, with "
                    "--executor slurm, the sbatch script); run nothing")
     s.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    s.add_argument("--yes", action="store_true", help="run a sweep beyond 1000 runs or 10000 "
+                   "run-epochs (about twice the largest shipped spec; refused without it)")
     s.add_argument("--record", action="store_true", help="write into a sweep folder whose results "
                    "are committed to git (refused without it); for extending the book's "
                    "committed results on purpose, then committing them")
@@ -82,7 +84,7 @@ def _sweep(args) -> int:
         varying = [k for k in (runs[0].parameters if runs else {})
                    if len({json.dumps(r.parameters.get(k), sort_keys=True) for r in runs}) > 1]
         print(f"sweep {spec.name}: {len(runs)} runs of {spec.notebook} -> "
-              f"{spec.results_dir(args.results_root)}")
+              f"{spec.results_dir(args.results_root)}; about {sw.run_epochs(spec, runs)} run-epochs")
         fixed = {k: v for k, v in (runs[0].parameters if runs else {}).items() if k not in varying}
         print(f"fixed: {json.dumps(fixed)}")
         for r in runs:
@@ -102,8 +104,9 @@ def _sweep(args) -> int:
         summary = sw.run_sweep(spec, executor=args.executor, jobs=args.jobs,
                                retry_failed=args.retry_failed, results_root=args.results_root,
                                slurm_cluster=args.submitit_cluster, overrides=overrides,
-                               wait=not args.no_wait, progress=not args.quiet, record=args.record)
-    except sw.CommittedResultsError as exc:
+                               wait=not args.no_wait, progress=not args.quiet, record=args.record,
+                               confirmed=args.yes)
+    except sw.SweepRefused as exc:
         print(f"apalu sweep: {exc}", file=sys.stderr)
         return 2
     return 0 if summary["failed"] == 0 and summary["pending"] == 0 else 1

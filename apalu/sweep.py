@@ -28,12 +28,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import ctypes
 import hashlib
 import itertools
 import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +53,13 @@ from .atomic import atomic_write_text
 __all__ = [
     "SpecError",
     "CommittedResultsError",
+    "SweepRefused",
+    "preflight",
+    "device_problems",
+    "size_problems",
+    "run_epochs",
+    "read_pending",
+    "submitted_runs",
     "SweepSpec",
     "Run",
     "load_spec",
@@ -229,9 +238,16 @@ def _json_ok(value: Any) -> bool:
     return False
 
 
+#: Parameters whose rule depends on where the runs execute: checked by :func:`preflight`, which
+#: knows the executor (a login node without CUDA may submit ``device: cuda`` to GPU nodes).
+_WHERE_RULES = ("device",)
+
+
 def _value_rule(name: str, value: Any) -> str | None:
     """The book's own value rules for notebook parameters (:func:`apalu.params.validate`:
     activation names, depths >= 1, ...), so a sweep fails before its first run, not in it."""
+    if name in _WHERE_RULES:
+        return None
     try:
         from .params import validate
     except ImportError:  # the rules need torch; without them only names and types are checked
@@ -297,107 +313,132 @@ def _has_parameters_cell(path: Path) -> bool:
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.get("cells", []))
 
 
-def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str = "spec") -> SweepSpec:
-    """Check a parsed spec against the notebook's ``parameters`` cell before anything runs."""
-    problems: list[str] = []
-    if not isinstance(raw, dict):
-        raise SpecError([f"the spec must be a mapping, got {type(raw).__name__}"], source)
-    for key in raw:
-        if key not in SPEC_KEYS:
-            problems.append(f"{key}: unknown key (known: {', '.join(SPEC_KEYS)})")
+# ---- validation: one validator per section of the spec, each returning its problems
 
+
+#: submitit signals a job this long before its time limit (``signal_delay_s``, 90 s by default).
+SIGNAL_DELAY_S = 90
+#: The shortest ``timeout_min`` accepted: it leaves 3.5 minutes of work before the signal.
+MIN_TIMEOUT_MIN = 5
+
+
+def _check_keys(raw: dict) -> list[str]:
+    return [f"{key}: unknown key (known: {', '.join(SPEC_KEYS)})" for key in raw if key not in SPEC_KEYS]
+
+
+def _check_name(raw: dict, default_name: str) -> tuple[str, list[str]]:
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) \
             or name.startswith("."):
-        problems.append(f"name: {name!r} must be a non-empty folder name (letters, digits, - _ .)")
+        return name, [f"name: {name!r} must be a non-empty folder name (letters, digits, - _ .)"]
+    return name, []
 
-    # ---- the notebook and its parameters
+
+def _check_notebook(raw: dict, root: Path) -> tuple[str, dict[str, dict], list[str]]:
+    """(notebook path relative to root, its parameters, problems)."""
     nb_rel = raw.get("notebook")
-    params: dict[str, dict] = {}
     if not isinstance(nb_rel, str) or not nb_rel:
-        problems.append("notebook: required (a path to an .ipynb, relative to the book root)")
-        nb_rel = ""
+        return "", {}, ["notebook: required (a path to an .ipynb, relative to the book root)"]
+    nb_path = (root / nb_rel).resolve()
+    problems: list[str] = []
+    params: dict[str, dict] = {}
+    if not nb_path.is_file():
+        problems.append(f"notebook: {nb_rel!r} does not exist (looked for {nb_path})")
+    elif nb_path.suffix != ".ipynb":
+        problems.append(f"notebook: {nb_rel!r} is not a .ipynb file")
+    elif not _has_parameters_cell(nb_path):
+        problems.append(f"notebook: {nb_rel!r} has no cell tagged 'parameters'")
     else:
-        nb_path = (root / nb_rel).resolve()
-        if not nb_path.is_file():
-            problems.append(f"notebook: {nb_rel!r} does not exist (looked for {nb_path})")
-        elif nb_path.suffix != ".ipynb":
-            problems.append(f"notebook: {nb_rel!r} is not a .ipynb file")
-        elif not _has_parameters_cell(nb_path):
-            problems.append(f"notebook: {nb_rel!r} has no cell tagged 'parameters'")
-        else:
-            params = notebook_parameters(nb_path)
-            if "output_dir" not in params:
-                problems.append(f"notebook: {nb_rel!r} defines no 'output_dir' parameter "
-                                "(the sweep passes each run's folder through it)")
-        try:
-            nb_rel = nb_path.relative_to(root).as_posix()
-        except ValueError:
-            nb_rel = nb_path.as_posix()
+        params = notebook_parameters(nb_path)
+        if "output_dir" not in params:
+            problems.append(f"notebook: {nb_rel!r} defines no 'output_dir' parameter "
+                            "(the sweep passes each run's folder through it)")
+    try:
+        return nb_path.relative_to(root).as_posix(), params, problems
+    except ValueError:
+        return nb_path.as_posix(), params, problems
 
-    def check_param(where: str, pname: Any, value: Any) -> None:
-        if not isinstance(pname, str):
-            problems.append(f"{where}: parameter names must be strings, got {pname!r}")
-            return
-        if pname in RESERVED:
-            problems.append(f"{where}.{pname}: reserved, the sweep sets it for every run")
-            return
-        if not _json_ok(value):
-            problems.append(f"{where}.{pname}: {value!r} is not a plain YAML value "
-                            "(string, number, bool, null, list, mapping)")
-            return
-        if params and pname not in params:
-            problems.append(f"{where}.{pname}: the notebook's parameters cell does not define "
-                            f"{pname!r} (it defines: {', '.join(params)})")
-            return
-        if params:
-            expected, default = _expected_type(params[pname])
-            if not _type_ok(value, expected, default):
-                problems.append(f"{where}.{pname}: {value!r} has type {type(value).__name__}, "
-                                f"the notebook's default {params[pname]['default']} is "
-                                f"{_tname(expected)}")
-                return
-        rule_problem = _value_rule(pname, value)
-        if rule_problem:
-            problems.append(f"{where}.{pname}: {rule_problem}")
 
-    seen: dict[str, str] = {}
+def _param_problems(where: str, pname: Any, value: Any, params: dict[str, dict]) -> list[str]:
+    """What is wrong with setting notebook parameter ``pname`` to ``value`` (name, type, rules)."""
+    if not isinstance(pname, str):
+        return [f"{where}: parameter names must be strings, got {pname!r}"]
+    if pname in RESERVED:
+        return [f"{where}.{pname}: reserved, the sweep sets it for every run"]
+    if not _json_ok(value):
+        return [f"{where}.{pname}: {value!r} is not a plain YAML value "
+                "(string, number, bool, null, list, mapping)"]
+    if params and pname not in params:
+        return [f"{where}.{pname}: the notebook's parameters cell does not define "
+                f"{pname!r} (it defines: {', '.join(params)})"]
+    if params:
+        expected, default = _expected_type(params[pname])
+        if not _type_ok(value, expected, default):
+            return [f"{where}.{pname}: {value!r} has type {type(value).__name__}, "
+                    f"the notebook's default {params[pname]['default']} is {_tname(expected)}"]
+    rule_problem = _value_rule(pname, value)
+    return [f"{where}.{pname}: {rule_problem}"] if rule_problem else []
 
-    def claim(where: str, pname: str) -> None:
-        if pname in seen:
-            problems.append(f"{where}.{pname}: also set in {seen[pname]}")
-        seen[pname] = where
 
+def _same_key(value: Any) -> str:
+    """A value as the notebook sees it: numbers compared by value (1 and 1.0 are one value)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        return v
+    return json.dumps(norm(value), sort_keys=True)
+
+
+def _repeats(values: list) -> list:
+    """The values that equal an earlier one (by :func:`_same_key`)."""
+    seen: set[str] = set()
+    out = []
+    for v in values:
+        key = _same_key(v)
+        if key in seen:
+            out.append(v)
+        seen.add(key)
+    return out
+
+
+def _check_fixed(raw: dict, params: dict[str, dict]) -> tuple[dict, list[str]]:
     fixed = raw.get("fixed", {}) or {}
     if not isinstance(fixed, dict):
-        problems.append("fixed: must be a mapping of parameter: value")
-        fixed = {}
-    for k, v in fixed.items():
-        claim("fixed", k)
-        check_param("fixed", k, v)
+        return {}, ["fixed: must be a mapping of parameter: value"]
+    return fixed, [p for k, v in fixed.items() for p in _param_problems("fixed", k, v, params)]
 
+
+def _check_grid(raw: dict, params: dict[str, dict]) -> tuple[dict, list[str]]:
     grid = raw.get("grid", {})
     if "grid" in raw and (not isinstance(grid, dict) or not grid):
-        problems.append("grid: empty (give at least one parameter: [values], or leave 'grid' out)")
-        grid = {}
+        return {}, ["grid: empty (give at least one parameter: [values], or leave 'grid' out)"]
+    problems: list[str] = []
     for k, vals in (grid or {}).items():
-        claim("grid", k)
         if not isinstance(vals, list):
             problems.append(f"grid.{k}: must be a list of values, got {vals!r}")
         elif not vals:
             problems.append(f"grid.{k}: empty list")
         else:
-            for v in vals:
-                check_param("grid", k, v)
-            if len({json.dumps(v, sort_keys=True) for v in vals}) != len(vals):
-                problems.append(f"grid.{k}: repeated values {vals!r}")
+            problems += [p for v in vals for p in _param_problems("grid", k, v, params)]
+            if _repeats(vals):
+                problems.append(f"grid.{k}: repeated values {vals!r} ({_repeats(vals)[0]!r} twice: "
+                                f"the notebook gets the same value, so the same run)")
+    return grid or {}, problems
 
+
+def _check_zip(raw: dict, params: dict[str, dict]) -> tuple[list[dict], list[str]]:
     zips = raw.get("zip", [])
     if isinstance(zips, dict):
         zips = [zips]
     if not isinstance(zips, list):
-        problems.append("zip: must be a mapping of parameter: [values] (or a list of them)")
-        zips = []
+        return [], ["zip: must be a mapping of parameter: [values] (or a list of them)"]
+    problems: list[str] = []
     for i, group in enumerate(zips):
         where = "zip" if len(zips) == 1 else f"zip[{i}]"
         if not isinstance(group, dict) or not group:
@@ -405,92 +446,150 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
             continue
         lengths = {}
         for k, vals in group.items():
-            claim(where, k)
             if not isinstance(vals, list) or not vals:
                 problems.append(f"{where}.{k}: must be a non-empty list")
                 continue
             lengths[k] = len(vals)
-            for v in vals:
-                check_param(where, k, v)
+            problems += [p for v in vals for p in _param_problems(where, k, v, params)]
         if len(set(lengths.values())) > 1:
             problems.append(f"{where}: lists of unequal length ({lengths})")
+        elif lengths:
+            rows = [list(r) for r in zip(*(group[k] for k in lengths))]
+            if _repeats(rows):
+                problems.append(f"{where}: repeated row {dict(zip(lengths, _repeats(rows)[0]))} "
+                                "(the same run twice)")
+    return [g for g in zips if isinstance(g, dict)], problems
 
-    seeds = raw.get("seeds", [])
-    seed_param = raw.get("seed_param")
+
+def _default_seed_param(params: dict[str, dict]) -> str:
+    return "seed" if "seed" in params or not params else ("seeds" if "seeds" in params else "seed")
+
+
+def _check_seeds(raw: dict, params: dict[str, dict]) -> tuple[list[int], str | None, list[str]]:
+    """(seeds, seed parameter, problems); ``seeds: 3`` means seeds 0, 1, 2."""
+    seeds, seed_param = raw.get("seeds", []), raw.get("seed_param")
     if seeds is None or (isinstance(seeds, list) and "seeds" in raw and not seeds):
-        problems.append("seeds: empty list (leave 'seeds' out to run without seeds)")
-        seeds = []
-    elif isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = list(range(seeds))  # `seeds: 3` means seeds 0, 1, 2
-    elif not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                 for s in seeds):
-        problems.append(f"seeds: must be a list of integers (or a count), got {seeds!r}")
-        seeds = []
+        return [], seed_param, ["seeds: empty list (leave 'seeds' out to run without seeds)"]
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))
+    elif not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return [], seed_param, [f"seeds: must be a list of integers (or a count), got {seeds!r}"]
     elif len(set(seeds)) != len(seeds):
-        problems.append(f"seeds: repeated values {seeds!r}")
-    if seeds:
-        if seed_param is None:
-            seed_param = "seed" if "seed" in params or not params else (
-                "seeds" if "seeds" in params else "seed")
-        if not isinstance(seed_param, str):
-            problems.append(f"seed_param: must be a parameter name, got {seed_param!r}")
-        else:
-            claim("seeds", seed_param)
-            if params and seed_param not in params:
-                problems.append(f"seed_param: the notebook's parameters cell does not define "
-                                f"{seed_param!r} (it defines: {', '.join(params)})")
-            else:
-                as_list = params and _expected_type(params[seed_param])[0] is list
-                for sd in seeds:
-                    bad = _value_rule(seed_param, [sd] if as_list else sd)
-                    if bad:
-                        problems.append(f"seeds: {sd}: {bad}")
-                        break
-    elif seed_param is not None:
-        problems.append("seed_param: given without seeds")
+        return seeds, seed_param, [f"seeds: repeated values {seeds!r}"]
+    if not seeds:
+        return [], seed_param, ["seed_param: given without seeds"] if seed_param is not None else []
+    seed_param = _default_seed_param(params) if seed_param is None else seed_param
+    if not isinstance(seed_param, str):
+        return seeds, seed_param, [f"seed_param: must be a parameter name, got {seed_param!r}"]
+    if params and seed_param not in params:
+        return seeds, seed_param, [f"seed_param: the notebook's parameters cell does not define "
+                                   f"{seed_param!r} (it defines: {', '.join(params)})"]
+    as_list = bool(params) and _expected_type(params[seed_param])[0] is list
+    for sd in seeds:
+        bad = _value_rule(seed_param, [sd] if as_list else sd)
+        if bad:
+            return seeds, seed_param, [f"seeds: {sd}: {bad}"]
+    return seeds, seed_param, []
 
-    resources = raw.get("resources", {}) or {}
+
+def _claim_problems(fixed: dict, grid: dict, zips: list[dict], seed_param: str | None) -> list[str]:
+    """A parameter set in two places (fixed, grid, a zip group, seeds)."""
+    owners: list[tuple[str, Any]] = [("fixed", k) for k in fixed] + [("grid", k) for k in grid]
+    for i, group in enumerate(zips):
+        owners += [("zip" if len(zips) == 1 else f"zip[{i}]", k) for k in group]
+    if seed_param is not None:
+        owners.append(("seeds", seed_param))
+    seen: dict[Any, str] = {}
+    problems = []
+    for where, k in owners:
+        if k in seen:
+            problems.append(f"{where}.{k}: also set in {seen[k]}")
+        seen[k] = where
+    return problems
+
+
+def _check_resources(resources: Any, where: str = "resources") -> list[str]:
+    """Types and signs of the Slurm resources, and a ``timeout_min`` long enough to leave work
+    after submitit's pre-timeout signal (:data:`MIN_TIMEOUT_MIN`)."""
     if not isinstance(resources, dict):
-        problems.append("resources: must be a mapping")
-        resources = {}
+        return [f"{where}: must be a mapping"]
+    problems = []
     for k, v in resources.items():
         if k not in RESOURCE_KEYS:
-            problems.append(f"resources.{k}: unknown (known: {', '.join(RESOURCE_KEYS)})")
+            problems.append(f"{where}.{k}: unknown (known: {', '.join(RESOURCE_KEYS)})")
             continue
         typ = RESOURCE_KEYS[k][1]
         if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
-            problems.append(f"resources.{k}: {v!r} should be {getattr(typ, '__name__', 'a number')}")
+            problems.append(f"{where}.{k}: {v!r} should be {getattr(typ, '__name__', 'a number')}")
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-            problems.append(f"resources.{k}: must not be negative")
+            problems.append(f"{where}.{k}: must not be negative")
+        elif k == "timeout_min" and v is not None and v < MIN_TIMEOUT_MIN:
+            problems.append(f"{where}.timeout_min: {v} minutes is too short: submitit signals the job "
+                            f"{SIGNAL_DELAY_S} s before the limit, leaving {max(0, v * 60 - SIGNAL_DELAY_S)} s "
+                            f"of work; give at least {MIN_TIMEOUT_MIN}")
+    return problems
 
+
+def _check_extras(raw: dict) -> list[str]:
+    """execution_timeout, claims, metrics, value, description."""
+    problems = []
     timeout = raw.get("execution_timeout")
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
         problems.append(f"execution_timeout: {timeout!r} should be a positive number of seconds per cell")
     claims = raw.get("claims", []) or []
     if not isinstance(claims, list) or not all(isinstance(c, str) for c in claims):
         problems.append("claims: must be a list of claim ids (see the claims ledger)")
-        claims = []
     metrics = raw.get("metrics", []) or []
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         problems.append("metrics: must be a list of metric names (shown first in the book)")
     if not isinstance(raw.get("value", "value"), str):
         problems.append("value: must be the name of the numeric column to summarise")
-    description = raw.get("description", "") or ""
-    if not isinstance(description, str):
+    if not isinstance(raw.get("description", "") or "", str):
         problems.append("description: must be a string")
+    return problems
 
+
+def _duplicate_runs(spec: "SweepSpec") -> list[str]:
+    """Two runs that give the notebook the same parameters (numbers compared by value)."""
+    seen: dict[str, dict] = {}
+    for r in expand(spec):
+        key = _same_key(r.parameters)
+        if key in seen:
+            return [f"runs {json.dumps(seen[key])} and {json.dumps(r.parameters)} are the same run "
+                    "(1 and 1.0 are one value to the notebook)"]
+        seen[key] = r.parameters
+    return []
+
+
+def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str = "spec") -> SweepSpec:
+    """Check a parsed spec against the notebook's ``parameters`` cell before anything runs;
+    :class:`SpecError` lists every problem of every section at once."""
+    if not isinstance(raw, dict):
+        raise SpecError([f"the spec must be a mapping, got {type(raw).__name__}"], source)
+    name, p_name = _check_name(raw, default_name)
+    nb_rel, params, p_nb = _check_notebook(raw, root)
+    fixed, p_fixed = _check_fixed(raw, params)
+    grid, p_grid = _check_grid(raw, params)
+    zips, p_zip = _check_zip(raw, params)
+    seeds, seed_param, p_seeds = _check_seeds(raw, params)
+    problems = (_check_keys(raw) + p_name + p_nb + p_fixed + p_grid + p_zip
+                + _claim_problems(fixed, grid, zips, seed_param if seeds else None) + p_seeds
+                + _check_resources(raw.get("resources", {}) or {}) + _check_extras(raw))
     if not problems and not (grid or zips or seeds):
         problems.append("grid: empty: the spec defines no grid, zip or seeds, so nothing varies")
     if problems:
         raise SpecError(problems, source)
-
     spec = SweepSpec(
         name=name, notebook=nb_rel, root=root, fixed=dict(fixed), grid=dict(grid),
-        zip=[dict(g) for g in zips], seeds=list(seeds), seed_param=seed_param,
-        resources=dict(resources), execution_timeout=timeout, description=description,
-        claims=list(claims), source=source, raw=copy.deepcopy(raw),
+        zip=[dict(g) for g in zips], seeds=list(seeds), seed_param=seed_param if seeds else None,
+        resources=dict(raw.get("resources", {}) or {}), execution_timeout=raw.get("execution_timeout"),
+        description=raw.get("description", "") or "", claims=list(raw.get("claims", []) or []),
+        source=source, raw=copy.deepcopy(raw),
     )
     spec._param_info = params  # type: ignore[attr-defined]
+    duplicates = _duplicate_runs(spec)
+    if duplicates:
+        raise SpecError(duplicates, source)
     return spec
 
 
@@ -643,8 +742,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_staging(sweep_dir: Path) -> list[Path]:
-    """Remove staging folders left by killed runs of this host (their process is gone)."""
+def clean_staging(sweep_dir: Path, live_runs: set[str] | None = None) -> list[Path]:
+    """Remove staging folders left by killed runs: this host's whose process is gone, and, when
+    ``live_runs`` is given (the Slurm path, from the pending-jobs record), any host's whose run
+    is not in a job that is still queued or running."""
     removed = []
     staging = Path(sweep_dir) / STAGING
     if not staging.is_dir():
@@ -656,9 +757,12 @@ def clean_staging(sweep_dir: Path) -> list[Path]:
             pid = int(parts[-1])
         except ValueError:
             continue
-        if ".".join(parts[1:-1]).removesuffix(".old") != host:
-            continue  # another machine's run (e.g. a Slurm job): not ours to judge
-        if not _pid_alive(pid):
+        ours = ".".join(parts[1:-1]).removesuffix(".old") == host
+        if ours and not _pid_alive(pid):
+            stale = True
+        else:  # another machine's run (e.g. a Slurm job): stale only if its job is gone
+            stale = live_runs is not None and parts[0] not in live_runs and not (ours and _pid_alive(pid))
+        if stale:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
@@ -857,7 +961,170 @@ def _pending(runs: list[Run], retry_failed: bool) -> tuple[list[Run], dict[str, 
     return todo, counts
 
 
-class CommittedResultsError(ValueError):
+class SweepRefused(ValueError):
+    """The sweep was refused before anything was written or submitted; the message says why."""
+
+
+#: Above either, a sweep needs explicit confirmation (``--yes``): about twice the largest
+#: shipped spec (560 runs; 5,600 run-epochs in sweeps/exp_init_sensitivity_gpu.yaml).
+MAX_RUNS = 1000
+MAX_RUN_EPOCHS = 10_000
+
+
+def run_epochs(spec: "SweepSpec", runs: list["Run"]) -> int:
+    """Σ over runs of its epochs: the largest int parameter named ``*epochs`` a run sets, else
+    the notebook's default for such a parameter, else 1 (a notebook without epochs)."""
+    defaults = [d for k, info in getattr(spec, "_param_info", {}).items() if k.endswith("epochs")
+                for d in [_literal(info.get("default", ""))] if isinstance(d, int) and not isinstance(d, bool)]
+    total = 0
+    for r in runs:
+        given = [v for k, v in r.parameters.items() if k.endswith("epochs")
+                 and isinstance(v, int) and not isinstance(v, bool)]
+        total += max(given or defaults or [1])
+    return total
+
+
+def size_problems(n_runs: int, epochs: int, confirmed: bool) -> list[str]:
+    """A sweep far beyond the shipped ones (:data:`MAX_RUNS`, :data:`MAX_RUN_EPOCHS`) unless
+    ``confirmed``."""
+    if confirmed or (n_runs <= MAX_RUNS and epochs <= MAX_RUN_EPOCHS):
+        return []
+    return [f"{n_runs} runs, {epochs} run-epochs: beyond {MAX_RUNS} runs or {MAX_RUN_EPOCHS} run-epochs "
+            f"(about twice the largest shipped spec); check the grid, then pass --yes to run it"]
+
+
+def _cuda_index(device: str) -> int:
+    return int(device.split(":", 1)[1]) if ":" in device else 0
+
+
+def device_problems(devices: set[str], executor: str, gpus_per_node: int | None) -> list[str]:
+    """Devices the runs ask for that this executor can not give: for the local executor, what
+    this machine has; on Slurm, what ``gpus_per_node`` requests."""
+    problems = []
+    for d in sorted(devices):
+        if d in ("auto", "cpu"):
+            continue
+        if d == "cuda" or d.startswith("cuda:"):
+            try:
+                index = _cuda_index(d)
+            except ValueError:
+                problems.append(f"device {d!r}: expected auto, cpu, cuda, cuda:<n> or mps")
+                continue
+            if executor == "local":
+                import torch
+
+                have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+                where = "this machine"
+            else:
+                have, where = gpus_per_node or 0, "resources.gpus_per_node / --gpus"
+            if index >= have:
+                problems.append(f"device {d!r}: {where} gives {have} CUDA device(s); "
+                                f"use device auto or cpu, or run where a GPU is")
+        elif d == "mps":
+            import torch
+
+            if executor != "local" or not torch.backends.mps.is_available():
+                problems.append("device 'mps': not available here")
+        else:
+            problems.append(f"device {d!r}: expected auto, cpu, cuda, cuda:<n> or mps")
+    return problems
+
+
+def preflight(spec: "SweepSpec", runs: list["Run"], executor: str, overrides: dict | None,
+              confirmed: bool, log=print) -> None:
+    """Everything checked once before a sweep writes or submits anything: the devices its runs
+    ask for, the Slurm resources with their overrides, and its size (printed first).
+    Raises :class:`SweepRefused` listing every problem."""
+    epochs = run_epochs(spec, runs)
+    log(f"sweep {spec.name}: {len(runs)} runs, about {epochs} run-epochs")
+    resources = {**spec.resources, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    devices = {r.parameters["device"] for r in runs if isinstance(r.parameters.get("device"), str)}
+    problems = device_problems(devices, executor, resources.get("gpus_per_node"))
+    if executor == "slurm":
+        problems += _check_resources(resources, "resources (with overrides)")
+    problems += size_problems(len(runs), epochs, confirmed)
+    if problems:
+        raise SweepRefused(f"sweep {spec.name!r} refused, nothing run: " + "; ".join(problems))
+
+
+# ---- the pending-jobs record: a Slurm sweep submitted with --no-wait is not submitted twice
+
+PENDING = "pending.json"
+
+
+def _pending_path(sweep_dir: Path) -> Path:
+    return Path(sweep_dir) / ".submitit" / PENDING
+
+
+def read_pending(sweep_dir: Path) -> list[dict]:
+    """The recorded submissions: ``[{"job_id", "cluster", "run_ids", "submitted"}, ...]``."""
+    data = read_json(_pending_path(sweep_dir))
+    jobs = (data or {}).get("jobs", [])
+    return [j for j in jobs if isinstance(j, dict) and "job_id" in j and "run_ids" in j]
+
+
+def write_pending(sweep_dir: Path, jobs: list[dict]) -> None:
+    _write_json(_pending_path(sweep_dir), {"jobs": jobs})
+
+
+def _jobs_alive(jobs: list[dict]) -> set[str]:
+    """The recorded job ids still queued or running (``squeue`` on Slurm; the process for
+    submitit's local cluster). Where Slurm can not be asked, every Slurm job counts as alive:
+    a duplicate submission costs more than waiting."""
+    alive = set()
+    for j in jobs:
+        jid, cluster = str(j["job_id"]), j.get("cluster", "slurm")
+        if cluster == "local":
+            if jid.isdigit() and _pid_alive(int(jid)):
+                alive.add(jid)
+            continue
+        if cluster != "slurm":
+            continue
+        try:
+            out = subprocess.run(["squeue", "-h", "-o", "%F", "-j", jid], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            alive.add(jid)
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            alive.add(jid)
+    return alive
+
+
+def submitted_runs(jobs: list[dict], alive: set[str], finished: set[str]) -> set[str]:
+    """Run ids that a live job will still execute (submitted, not yet finished)."""
+    return {rid for j in jobs if str(j["job_id"]) in alive for rid in j["run_ids"]} - finished
+
+
+# ---- the local process pool: its workers die with the sweep
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: Linux sends this worker SIGKILL when its parent dies (even by
+    SIGKILL), so no orphan keeps executing a run; its kernel follows (ipykernel polls its
+    parent). Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def local_pool(jobs: int):
+    """A spawn-context process pool of ``jobs`` workers that die with this process."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
+class CommittedResultsError(SweepRefused):
     """The sweep's folder holds results committed to git; only ``record=True`` writes there."""
 
 
@@ -903,27 +1170,97 @@ def _write_sweep_files(spec: SweepSpec, sweep_dir: Path) -> None:
         atomic_write_text(target, text)
 
 
+def _threads(spec: SweepSpec, executor: str, jobs: int, overrides: dict | None) -> int | None:
+    if executor == "local":
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cpus // max(1, jobs))
+    return (overrides or {}).get("cpus_per_task") or spec.resources.get("cpus_per_task") or None
+
+
+def _run_local(todo: list[Run], jobs: int, retry_failed: bool, account, log) -> None:
+    if jobs <= 1:
+        for r in todo:
+            account(execute_run(r, retry_failed))
+        return
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    with local_pool(jobs) as pool:
+        futs = {pool.submit(execute_run, r, retry_failed): r for r in todo}
+        lost = 0
+        for fut in as_completed(futs):
+            try:
+                account(fut.result())
+            except BrokenProcessPool:  # a worker died: which run killed it is unknown,
+                lost += 1  # so record nothing; these runs stay pending for the next call
+                account(None)
+        if lost:
+            log(f"{lost} runs lost with a dead worker process (killed? out of memory?): "
+                "they stay pending; run the same command again")
+
+
+def _slurm_todo(sweep_dir: Path, runs: list[Run], todo: list[Run], log) -> tuple[list[Run], list[dict]]:
+    """(runs to submit, live job records): runs a live job of an earlier call (``--no-wait``)
+    will still execute are not submitted again; staging left by dead jobs is removed."""
+    records = read_pending(sweep_dir)
+    alive = _jobs_alive(records)
+    finished = {r.run_id for r in runs if run_status(r.run_dir) is not None}
+    busy = submitted_runs(records, alive, finished)
+    clean_staging(sweep_dir, live_runs=busy)
+    live = [j for j in records if str(j["job_id"]) in alive]
+    if busy:
+        log(f"{len(busy)} runs already submitted (job {', '.join(str(j['job_id']) for j in live)}, "
+            f"still queued or running): not submitted again")
+    return [r for r in todo if r.run_id not in busy], live
+
+
+def _run_slurm(spec: SweepSpec, sweep_dir: Path, runs: list[Run], todo: list[Run], cluster: str,
+               overrides: dict | None, wait: bool, retry_failed: bool, account, log) -> None:
+    todo, live = _slurm_todo(sweep_dir, runs, todo, log)
+    if not todo:
+        return
+    logs = sweep_dir / ".submitit" / ("%j" if cluster == "slurm" else cluster)
+    ex = make_submitit_executor(spec, logs, cluster, overrides)
+    with _environ(_kernel_env(spec.root, None)):  # jobs inherit it: find apalu, python
+        sub = ex.map_array(execute_run, todo, [retry_failed] * len(todo))
+    job_id = str(sub[0].job_id).split("_")[0]
+    write_pending(sweep_dir, live + [{"job_id": job_id, "cluster": cluster, "submitted": _now(),
+                                      "run_ids": [r.run_id for r in todo]}])
+    log(f"submitted {len(sub)} jobs ({cluster}): {job_id}")
+    if not wait:
+        return
+    import submitit
+
+    by_id = {j.job_id: r for j, r in zip(sub, todo)}
+    for job in submitit.helpers.as_completed(sub, poll_frequency=1):
+        try:
+            rec = job.result()
+        except Exception as exc:  # job killed (timeout, memory): record it
+            rec = record_failure(by_id[job.job_id], f"{type(exc).__name__}: {exc}"[:2000])
+        account(rec)
+
+
 def run_sweep(spec: SweepSpec, executor: str = "local", jobs: int = 1, retry_failed: bool = False,
               results_root: Path | None = None, slurm_cluster: str = "slurm",
               overrides: dict | None = None, wait: bool = True, progress: bool = True,
-              log=print, record: bool = False) -> dict[str, Any]:
+              log=print, record: bool = False, confirmed: bool = False) -> dict[str, Any]:
     """Run every run of the sweep that has no result yet; returns counts and wall time.
 
-    A sweep folder with committed (git-tracked) results is written only with ``record``
-    (:func:`guard_committed`)."""
+    Before anything is written or submitted: a sweep folder with committed (git-tracked)
+    results is refused unless ``record`` (:func:`guard_committed`), and devices, Slurm
+    resources and size are checked (:func:`preflight`; a large sweep needs ``confirmed``).
+    Both raise :class:`SweepRefused`."""
     from tqdm.auto import tqdm
 
+    if executor not in ("local", "slurm"):
+        raise ValueError(f"unknown executor {executor!r} (local or slurm)")
     t0 = time.perf_counter()
     sweep_dir = spec.results_dir(results_root)
     guard_committed(sweep_dir, spec.name, record)
+    runs = expand(spec, results_root, threads=_threads(spec, executor, jobs, overrides))
+    preflight(spec, runs, executor, overrides, confirmed, log)
     _write_sweep_files(spec, sweep_dir)
     clean_staging(sweep_dir)
-    if executor == "local":
-        threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else os.cpu_count() or 1) // max(1, jobs))
-    else:
-        threads = (overrides or {}).get("cpus_per_task") or spec.resources.get("cpus_per_task") or None
-    runs = expand(spec, results_root, threads=threads)
     todo, counts = _pending(runs, retry_failed)
     log(f"sweep {spec.name}: {len(runs)} runs, {counts['complete']} complete, "
         f"{counts['failed']} failed{' (retrying)' if retry_failed else ''}, "
@@ -932,51 +1269,16 @@ def run_sweep(spec: SweepSpec, executor: str = "local", jobs: int = 1, retry_fai
     bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress or not todo,
                file=sys.stderr)
 
-    def account(rec: dict) -> None:
-        done[rec.get("status", "failed")] = done.get(rec.get("status", "failed"), 0) + 1
+    def account(rec: dict | None) -> None:
         bar.update(1)
-        bar.set_postfix(failed=done["failed"], refresh=False)
+        if rec is not None:
+            done[rec.get("status", "failed")] = done.get(rec.get("status", "failed"), 0) + 1
+            bar.set_postfix(failed=done["failed"], refresh=False)
 
     if executor == "local":
-        if jobs <= 1:
-            for r in todo:
-                account(execute_run(r, retry_failed))
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-            from concurrent.futures.process import BrokenProcessPool
-
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-                futs = {pool.submit(execute_run, r, retry_failed): r for r in todo}
-                lost = 0
-                for fut in as_completed(futs):
-                    try:
-                        account(fut.result())
-                    except BrokenProcessPool:  # a worker died: which run killed it is unknown,
-                        lost += 1  # so record nothing; these runs stay pending for the next call
-                        bar.update(1)
-                if lost:
-                    log(f"{lost} runs lost with a dead worker process (killed? out of memory?): "
-                        "they stay pending; run the same command again")
-    elif executor == "slurm":
-        if todo:
-            logs = sweep_dir / ".submitit" / ("%j" if slurm_cluster == "slurm" else slurm_cluster)
-            ex = make_submitit_executor(spec, logs, slurm_cluster, overrides)
-            with _environ(_kernel_env(spec.root, None)):  # jobs inherit it: find apalu, python
-                sub = ex.map_array(execute_run, todo, [retry_failed] * len(todo))
-            log(f"submitted {len(sub)} jobs ({slurm_cluster}): {sub[0].job_id.split('_')[0]}")
-            if wait:
-                import submitit
-
-                by_id = {j.job_id: r for j, r in zip(sub, todo)}
-                for job in submitit.helpers.as_completed(sub, poll_frequency=1):
-                    try:
-                        rec = job.result()
-                    except Exception as exc:  # job killed (timeout, memory): record it
-                        rec = record_failure(by_id[job.job_id], f"{type(exc).__name__}: {exc}"[:2000])
-                    account(rec)
+        _run_local(todo, jobs, retry_failed, account, log)
     else:
-        raise ValueError(f"unknown executor {executor!r} (local or slurm)")
+        _run_slurm(spec, sweep_dir, runs, todo, slurm_cluster, overrides, wait, retry_failed, account, log)
     bar.close()
     wall = time.perf_counter() - t0
     _, final = _pending(runs, False)

@@ -407,3 +407,150 @@ def test_committed_guard_with_record_runs(book):
     spec = sw.load_spec(write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}}))
     summary = sw.run_sweep(spec, progress=False, log=lambda *a: None, record=True)
     assert summary["complete"] == 1
+
+
+# --------------------------------------------------------------------------- refused up front
+
+
+def _variant(book: Path, source: str, name: str = "dev") -> str:
+    """A copy of the fixture whose parameters cell is ``source``."""
+    nb = json.loads(FIXTURE.read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["source"] = source
+    (book / "nb" / f"{name}.ipynb").write_text(json.dumps(nb))
+    return f"nb/{name}.ipynb"
+
+
+def test_duplicate_runs_after_type_normalisation(book):
+    assert "grid.lr: repeated values [1, 1.0] (1.0 twice" in spec_error(book, grid={"lr": [1, 1.0]})
+    msg = spec_error(book, grid=_DROP, zip={"lr": [0.5, 0.5], "name": ["a", "a"]})
+    assert "zip: repeated row {'lr': 0.5, 'name': 'a'} (the same run twice)" in msg
+    spec = sw.load_spec(write_spec(book, {**BASE, "grid": {"lr": [1, 2.5]}}))
+    spec.grid = {"lr": [1, 1.0]}  # past validation: the whole-run check still finds it
+    (problem,) = sw._duplicate_runs(spec)
+    assert '"lr": 1,' in problem and '"lr": 1.0,' in problem and "are the same run" in problem
+
+
+def test_unavailable_device_is_refused_before_anything_runs(book, monkeypatch):
+    import torch
+
+    nb = _variant(book, "device = 'auto'\nepochs = 3\noutput_dir = ''\n")
+    path = write_spec(book, {"notebook": nb, "grid": {"device": ["cpu", "cuda"]}})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = sw.load_spec(path)
+    with pytest.raises(sw.SweepRefused, match=r"device 'cuda': this machine gives 0 CUDA device\(s\)"):
+        sw.run_sweep(spec, progress=False, log=lambda *a: None)
+    assert not (book / "data" / "results" / "s").exists()  # nothing written, nothing run
+    r = subprocess.run([sys.executable, "-m", "apalu", "sweep", str(path), "-q"], capture_output=True,
+                       text=True, env={**env(), "CUDA_VISIBLE_DEVICES": ""})
+    assert r.returncode == 2 and "refused, nothing run: device 'cuda'" in r.stderr
+    assert sw.device_problems({"cuda:1"}, "slurm", 1) == [
+        "device 'cuda:1': resources.gpus_per_node / --gpus gives 1 CUDA device(s); use device auto "
+        "or cpu, or run where a GPU is"]
+    assert sw.device_problems({"cuda", "auto", "cpu"}, "slurm", 1) == []
+    assert "expected auto, cpu, cuda" in sw.device_problems({"gpu"}, "local", None)[0]
+
+
+def test_large_sweep_needs_confirmation(book):
+    nb = _variant(book, "epochs = 20\nx = 0\noutput_dir = ''\n")
+    path = write_spec(book, {"notebook": nb, "grid": {"x": list(range(600))}})  # 600 runs x 20 epochs
+    spec = sw.load_spec(path)
+    assert sw.run_epochs(spec, sw.expand(spec)) == 12_000
+    lines = []
+    with pytest.raises(sw.SweepRefused, match=r"600 runs, 12000 run-epochs: beyond 1000 runs or 10000"):
+        sw.run_sweep(spec, progress=False, log=lines.append)
+    assert lines == ["sweep s: 600 runs, about 12000 run-epochs"]  # the estimate comes first
+    assert not (book / "data" / "results" / "s").exists()
+    assert sw.size_problems(600, 12_000, confirmed=True) == []
+    assert sw.size_problems(1001, 1001, confirmed=False) and not sw.size_problems(1000, 10_000, False)
+    r = subprocess.run([sys.executable, "-m", "apalu", "sweep", str(path), "-q"], capture_output=True,
+                       text=True, env=env())
+    assert r.returncode == 2 and "pass --yes" in r.stderr
+
+
+def test_slurm_timeout_leaves_room_after_the_signal(book):
+    assert "resources.timeout_min: 3 minutes is too short: submitit signals the job 90 s before " \
+           "the limit, leaving 90 s of work; give at least 5" in spec_error(book, resources={"timeout_min": 3})
+    spec = sw.load_spec(write_spec(book, {**BASE, "resources": {"timeout_min": 60}}))
+    with pytest.raises(sw.SweepRefused, match=r"resources \(with overrides\).timeout_min: 2 minutes is too short"):
+        sw.run_sweep(spec, executor="slurm", overrides={"timeout_min": 2}, progress=False, log=lambda *a: None)
+
+
+_POOL_SCRIPT = """
+import os, sys, time
+from apalu import sweep as sw
+pool = sw.local_pool(2)
+futs = [pool.submit(time.sleep, 60) for _ in range(2)]
+time.sleep(2)
+print(" ".join(str(p) for p in pool._processes), flush=True)
+time.sleep(60)
+"""
+
+
+def test_pool_workers_die_with_the_sweep(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT], stdout=subprocess.PIPE, text=True,
+                              env=env(), cwd=tmp_path)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(sw._pid_alive(p) for p in pids)
+        parent.send_signal(signal.SIGKILL)  # no cleanup code can run in the parent
+        parent.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(sw._pid_alive(p) for p in pids):
+            time.sleep(0.1)
+        assert not any(sw._pid_alive(p) for p in pids), "pool workers outlived their parent"
+    finally:
+        parent.kill()
+
+
+# --------------------------------------------------------------------------- slurm: no double submission
+
+
+class _FakeJob:
+    def __init__(self, jid: str):
+        self.job_id = jid
+
+
+def test_no_wait_twice_submits_once(book, monkeypatch):
+    """Slurm is not installed here: the executor is a fake that counts submissions, and the
+    job counts as alive (as squeue would say while it is queued)."""
+    spec = sw.load_spec(write_spec(book, {**BASE, "resources": {"timeout_min": 30}}))
+    submitted = []
+
+    class FakeExecutor:
+        def map_array(self, fn, runs, retry):
+            submitted.append([r.run_id for r in runs])
+            return [_FakeJob(f"4242_{i}") for i in range(len(runs))]
+
+    monkeypatch.setattr(sw, "make_submitit_executor", lambda *a, **k: FakeExecutor())
+    monkeypatch.setattr(sw, "_jobs_alive", lambda jobs: {str(j["job_id"]) for j in jobs})
+    lines = []
+    for _ in range(2):
+        sw.run_sweep(spec, executor="slurm", wait=False, progress=False, log=lines.append)
+    assert len(submitted) == 1 and len(submitted[0]) == 4
+    assert "4 runs already submitted (job 4242, still queued or running): not submitted again" in lines
+    (record,) = sw.read_pending(spec.results_dir())
+    assert record["job_id"] == "4242" and sorted(record["run_ids"]) == sorted(submitted[0])
+    # the job is gone (cancelled, node lost) with no result: the next call submits again
+    monkeypatch.setattr(sw, "_jobs_alive", lambda jobs: set())
+    sw.run_sweep(spec, executor="slurm", wait=False, progress=False, log=lines.append)
+    assert len(submitted) == 2
+
+
+def test_submitted_runs_and_stale_staging_of_dead_jobs(book):
+    jobs = [{"job_id": "1", "run_ids": ["a", "b"]}, {"job_id": "2", "run_ids": ["c"]}]
+    assert sw.submitted_runs(jobs, alive={"1"}, finished={"b"}) == {"a"}
+    sweep_dir = book / "data" / "results" / "s"
+    live = sweep_dir / ".staging" / "a.node7.123"
+    dead = sweep_dir / ".staging" / "c.node8.456"
+    for d in (live, dead):
+        d.mkdir(parents=True)
+    assert sw.clean_staging(sweep_dir) == []  # other hosts' folders: not judged without the record
+    assert sw.clean_staging(sweep_dir, live_runs={"a"}) == [dead]
+    assert live.exists() and not dead.exists()
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a Slurm cluster (sbatch, squeue)")
+def test_real_cluster_squeue_answers():  # pragma: no cover - only on a cluster
+    assert sw._jobs_alive([{"job_id": "0", "cluster": "slurm", "run_ids": []}]) == set()
