@@ -3,7 +3,12 @@
 :func:`kernel` returns the loaded extension, or ``None`` when it is disabled
 (``APALU_CPU_KERNEL=0``) or can not be built here (no C++ compiler, no ninja); then APALU runs on
 its ATen and inductor paths and warns once. The build takes about 40 s on a 2-core machine, once
-per machine and ISA: torch caches it under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``).
+per build of the source: the extension's name and folder carry a hash of the C++ source, the ISA
+flags, torch's version and the compiler's and ninja's versions (:func:`build_key`), so checkouts
+and toolchains never rebuild over each other's cache, under ``$TORCH_EXTENSIONS_DIR/apalu/``
+(default ``~/.cache/torch_extensions``; ``make`` uses ``_build/.cache/torch_extensions``).
+A build prints one line to stderr; ``python -m apalu._ext --build`` (``make kernel``) builds
+ahead of timed runs and prints that line only when it builds.
 
 Under ``torch.compile`` the kernel is reached through two custom ops, ``apalu::forward_cpu`` and
 ``apalu::backward_cpu``, which the compiler keeps as opaque calls (no graph break).
@@ -12,7 +17,10 @@ Under ``torch.compile`` the kernel is reached through two custom ops, ``apalu::f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -39,16 +47,54 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
 
 
+def _tool_version(*cmd: str) -> str:
+    """The first line ``cmd`` prints (its version), or why there is none."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{cmd[0]}: {type(err).__name__}"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+
+
+def _flags(isa: str) -> list[str]:
+    # -fopenmp: at::parallel_for is inline OpenMP code (serial without it); -lgomp resolves to
+    # the libgomp.so.1 torch has already loaded (inductor links its kernels the same way).
+    return ["-O3", "-fopenmp", *_ISA_FLAGS.get(isa, [])]
+
+
+def build_key(isa: str) -> str:
+    """12 hex digits of SHA-256 over what the built kernel depends on: the C++ source, the
+    flags, torch's version and the compiler's and ninja's versions (as found on PATH)."""
+    cxx = os.environ.get("CXX", "c++")
+    parts = [SOURCE.read_bytes().decode(), " ".join(_flags(isa)), torch.__version__,
+             _tool_version(cxx, "--version"), _tool_version("ninja", "--version")]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def build_dir(name: str) -> Path:
+    from torch.utils import cpp_extension
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    return Path(root) / "apalu" / name
+
+
+BUILD_MESSAGE = "building the APALU CPU kernel, once, about 40 s"
+
+
 def _build():
+    """Load the kernel, compiling it first (with one line on stderr) when this build of the
+    source has no cached library yet."""
     from torch.utils import cpp_extension
 
     isa = torch.backends.cpu.get_cpu_capability()
-    # -fopenmp: at::parallel_for is inline OpenMP code (serial without it); -lgomp resolves to
-    # the libgomp.so.1 torch has already loaded (inductor links its kernels the same way).
-    flags = ["-O3", "-fopenmp", *_ISA_FLAGS.get(isa, [])]
+    name = f"apalu_cpu_{isa.lower()}_{build_key(isa)}"
+    folder = build_dir(name)
+    if not (folder / f"{name}.so").is_file():
+        print(f"apalu: {BUILD_MESSAGE} ({folder})", file=sys.stderr, flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(
-        name=f"apalu_cpu_{isa.lower()}", sources=[str(SOURCE)], extra_cflags=flags,
-        extra_ldflags=["-lgomp"], verbose=False,
+        name=name, sources=[str(SOURCE)], extra_cflags=_flags(isa),
+        extra_ldflags=["-lgomp"], build_directory=str(folder), verbose=False,
     )
 
 
@@ -129,3 +175,24 @@ def backward_cpu(grad: Tensor, x: Tensor, a: Tensor, b: Tensor, inner: int,
 def _(grad, x, a, b, inner, need_x):
     gx = torch.empty_like(x) if need_x else x.new_empty(0)
     return gx, torch.empty_like(a), torch.empty_like(b)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m apalu._ext --build``: build (or find) the kernel ahead of timed runs."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m apalu._ext", description=__doc__.splitlines()[0])
+    p.add_argument("--build", action="store_true", help="build the kernel now if needed")
+    args = p.parse_args(argv)
+    if not args.build:
+        print(status())
+        return 0
+    if kernel() is None:  # no compiler: APALU runs on its other paths (warned); not an error
+        print(f"apalu: {status()}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # python -m apalu._ext: run the package's instance (its custom ops)
+    from apalu import _ext as _package_ext
+
+    sys.exit(_package_ext.main())
