@@ -152,9 +152,9 @@ test-nbval: $(STAMP) dirs kernel
 
 # nbval has just re-run every notebook, each writing its verdicts next to its outputs
 # (_build/results/<notebook>/ledger): they must reproduce the committed records in data/ledger,
-# the verdicts exactly and the evidence within the contract (apalu/reproduce.py).
+# the verdicts exactly and the evidence within the contract (apalu/report/reproduce.py).
 test-ledger: $(STAMP)
-	$(BIN)/python -m apalu.reproduce
+	$(BIN)/python -m apalu.report.reproduce
 
 test-browser: $(STAMP)
 	@test -f $(HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import math
 
-import mpmath
 
 __all__ = ["second_moment_constants", "second_moment", "init_gain", "moment_map", "fixed_point_slope"]
 
@@ -22,6 +21,8 @@ def second_moment_constants() -> tuple[float, float]:
     ``N = e²Φ(−2) − 2√e·Φ(−1) + 1/2`` in closed form; ``P = E[z²(1 + σ(kz))² · 1{z ≥ 0}]`` has none
     that SymPy finds (the logistic–Gaussian integral), so it is a 30-digit mpmath quadrature.
     """
+    import mpmath  # a dependency of torch (through sympy); imported only when a gain is computed
+
     with mpmath.workdps(_DIGITS):
         k = mpmath.mpf(851) / 500
         phi = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
@@ -84,6 +85,8 @@ def init_gain(a_=None, b_=None) -> float:
 
 def moment_map(q: float, a_: float, b_: float) -> float:
     """E[f(√q·z)²] for z ~ N(0, 1): the second moment after APALU of an N(0, q) pre-activation."""
+    import mpmath
+
     with mpmath.workdps(20):
         k = mpmath.mpf(851) / 500
         r = mpmath.sqrt(q)

@@ -11,7 +11,7 @@ JOBS=${JOBS:-2}
 if [ $# -eq 0 ]; then
   mapfile -t nbs < <($PY -c "
 from pathlib import Path
-from apalu.rerun import toc_notebooks
+from apalu.report.rerun import toc_notebooks
 print('\n'.join(str(p) for p in toc_notebooks(Path('.')) if p.stem != 'ledger'))")
   nbs+=(notebooks/ledger.ipynb)
 else

@@ -4,7 +4,7 @@ book's reproducibility contract.
 nbval compares every output exactly. Cells tagged ``trained-numbers`` print numbers from trained
 models, which differ across CPUs in their last digits; for those cells the text and every integer
 must still match exactly, and each float must lie within the cell's tolerance
-(:mod:`apalu.reproduce`). Every other cell is compared by nbval exactly as before.
+(:mod:`apalu.report.reproduce`). Every other cell is compared by nbval exactly as before.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from nbval.plugin import IPyNbCell, transform_streams_for_comparison
 
-from apalu.reproduce import cell_tolerance, compare_text
+from apalu.report.reproduce import cell_tolerance, compare_text
 
 
 class ToleranceCell(IPyNbCell):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from apalu.atomic import atomic_path, atomic_write_text
+from apalu.lab.atomic import atomic_path, atomic_write_text
 
 
 def test_write_replaces_and_leaves_no_temp(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from apalu._version import __version__
-from apalu.citation import bibtex_entry, book_bibtex
+from apalu.report.citation import bibtex_entry, book_bibtex
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "cff-1.2.0.schema.json").read_text())

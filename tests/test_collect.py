@@ -1,4 +1,4 @@
-"""apalu.collect and `apalu collect`: tidy table, per-run table, summaries with 95% CIs.
+"""apalu.sweep.collect and `apalu collect`: tidy table, per-run table, summaries with 95% CIs.
 
 The sweep folders here are written by hand (no kernel), in the layout apalu.sweep publishes.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from apalu import collect as co
+from apalu.sweep import collect as co
 
 REPO = Path(__file__).resolve().parents[1]
 

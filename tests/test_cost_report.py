@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from apalu.cost_report import target_rows, targets_markdown
+from apalu.report.cost_report import target_rows, targets_markdown
 
 BENCH = Path(__file__).resolve().parents[1] / "data" / "bench"
 

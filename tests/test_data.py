@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from apalu.data import DATASETS, EMBEDDED, check_dataset, load_dataset, one_class, read_idx, split_indices
+from apalu.lab.data import DATASETS, EMBEDDED, check_dataset, load_dataset, one_class, read_idx, split_indices
 
 torch.set_num_threads(1)
 
@@ -240,7 +240,7 @@ def test_cifar10_malicious_pickle_runs_nothing(tmp_path, how):
 
 
 def test_cifar10_codecs_only_latin1(tmp_path):
-    from apalu.data import BatchUnpickler, UnsafePickleError
+    from apalu.lab.data import BatchUnpickler, UnsafePickleError
     import io
 
     # a hand-written protocol-2 stream calling _codecs.encode('abc', 'utf-16')

@@ -3,9 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from apalu.data import load_dataset
-from apalu.experiments import (ResultsWriter, compare, gradient_flow, grid, layer_ratios, one_class_runs,
-                               resolve_output_dir, run_key, run_trainings)
+from apalu.lab.data import load_dataset
+from apalu.lab.experiments import ResultsWriter, compare, gradient_flow, grid, layer_ratios, one_class_runs, resolve_output_dir, run_key, run_trainings
 
 torch.set_num_threads(1)
 

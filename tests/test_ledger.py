@@ -2,8 +2,8 @@
 
 import pytest
 
-from apalu import ledger
-from apalu.ledger import Claim
+from apalu.report import ledger
+from apalu.report.ledger import Claim
 
 
 def _claim(**kw):

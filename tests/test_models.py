@@ -2,9 +2,8 @@ import pytest
 import torch
 
 from apalu import APALU
-from apalu.data import load_dataset
-from apalu.models import (MLP, MODELS, DeepSVDDEncoder, GRURegressor, SmallCNN, activation_params, build_model,
-                          check_model, count_parameters, variance_preserving_gain)
+from apalu.lab.data import load_dataset
+from apalu.lab.models import MLP, MODELS, DeepSVDDEncoder, GRURegressor, SmallCNN, activation_params, build_model, check_model, count_parameters, variance_preserving_gain
 
 torch.set_num_threads(1)
 
@@ -71,7 +70,7 @@ def test_image_models(name):
 
 
 def test_cifar_sized_resnet():
-    from apalu.models import ResNetCNN
+    from apalu.lab.models import ResNetCNN
 
     m = ResNetCNN(3, 10, width=4, activation="gelu")
     assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)

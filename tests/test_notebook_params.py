@@ -1,7 +1,7 @@
 """Bad notebook parameters are refused in the first cell, with a message naming the parameter.
 
 Each case is what papermill would inject (``-p`` gives numbers or text, ``-y`` YAML values):
-:func:`apalu.params.check_notebook` sees the notebook's namespace after injection and the names
+:func:`apalu.lab.params.check_notebook` sees the notebook's namespace after injection and the names
 the injected cell assigned. Every notebook calls it first thing after its parameters
 (tests/test_notebooks_meta.py); a few cases also run through papermill end to end below.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apalu import params
+from apalu.lab import params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,9 @@
 """pyproject.toml declares what the code imports, and nothing it does not use.
 
-apalu/'s module-level imports must be core dependencies (`pip install apalu` must import);
-imports inside functions, and those of tests/, scripts/, the notebooks and book/*.md, may sit in
-an extra. Every declared distribution must be imported somewhere, or be a tool listed below.
+The activation library (apalu/*.py at the package root) imports core dependencies only, at any
+level (`pip install apalu` must work); the lab's subpackages import at module level only core and
+`lab` (and `sweep` for apalu.sweep); imports inside functions, and those of tests/, scripts/, the
+notebooks and book/*.md, may sit in any extra. Every declared distribution must be imported somewhere, or be a tool listed below.
 """
 
 from __future__ import annotations
@@ -109,9 +110,26 @@ def third_party(where_prefix: str = "") -> dict[str, tuple[str, bool]]:
     return found
 
 
-def test_apalu_module_level_imports_are_core_dependencies():
-    missing = {d: w for d, (w, top) in third_party("apalu/").items() if top and d not in CORE}
-    assert not missing, f"imported at module level in apalu/ but not in [project] dependencies: {missing}"
+def _imports_of(folder: Path, recurse: bool) -> dict[str, tuple[str, bool]]:
+    found: dict[str, tuple[str, bool]] = {}
+    for p in sorted(folder.rglob("*.py") if recurse else folder.glob("*.py")):
+        for mod, top in imports(p.read_text(encoding="utf-8")):
+            if mod not in THIRD_PARTY_SKIP:
+                found.setdefault(norm(DIST_OF.get(mod, mod)), (p.relative_to(ROOT).as_posix(), top))
+    return found
+
+
+def test_the_library_needs_core_dependencies_only():
+    missing = {d: w for d, (w, _) in _imports_of(ROOT / "apalu", recurse=False).items() if d not in CORE}
+    assert not missing, f"imported by the activation library but not in [project] dependencies: {missing}"
+
+
+def test_the_lab_imports_at_module_level_what_its_extras_declare():
+    for sub in ("lab", "theory", "bench", "report", "sweep"):
+        allowed = CORE | EXTRAS["lab"] | (EXTRAS["sweep"] if sub == "sweep" else set())
+        found = _imports_of(ROOT / "apalu" / sub, recurse=True)
+        missing = {d: w for d, (w, top) in found.items() if top and d not in allowed}
+        assert not missing, f"apalu.{sub} imports at module level what neither core nor its extras declare: {missing}"
 
 
 def test_every_import_is_declared():

@@ -1,6 +1,6 @@
 import pytest
 
-from apalu.params import validate
+from apalu.lab.params import validate
 
 
 def test_valid_parameters_pass_unchanged():

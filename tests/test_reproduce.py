@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from apalu.reproduce import DEFAULT, TAG, Tolerance, cell_tolerance, compare_ledgers, compare_text
+from apalu.report.reproduce import DEFAULT, TAG, Tolerance, cell_tolerance, compare_ledgers, compare_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from apalu.rerun import parameters_table, sweeps_table, toc_notebooks
+from apalu.report.rerun import parameters_table, sweeps_table, toc_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_sweeps_table_lists_every_spec():
 
 
 def test_tolerance_table_lists_every_tolerant_cell_with_its_reason():
-    from apalu.rerun import tolerance_table
+    from apalu.report.rerun import tolerance_table
 
     table = tolerance_table(ROOT)
     assert len(table) >= 10 and set(table.notebook) >= {"exp_convergence", "exp_paper", "mnist_quickstart"}

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apalu.stats import bootstrap_ci, diff_ci, mean_ci, summarize, t_ci
+from apalu.lab.stats import bootstrap_ci, diff_ci, mean_ci, summarize, t_ci
 
 
 def test_t_ci_known_value():

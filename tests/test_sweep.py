@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from apalu import sweep as sw
+from apalu.lab.notebook import notebook_parameters
+from apalu.sweep import executors, runs, spec as spec_module
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "tiny.ipynb"
@@ -290,7 +292,7 @@ def test_resume_after_kill_9(book):
 def test_slurm_path_through_submitit_local_executor(book):
     spec_path = write_spec(book, {"notebook": "nb/tiny.ipynb", "fixed": {"name": "sl"},
                                   "grid": {"x": [1, 2]}, "resources": {"timeout_min": 5}})
-    from apalu.cli import main
+    from apalu.sweep.cli import main
 
     rc = main(["sweep", str(spec_path), "--executor", "slurm", "--submitit-cluster", "local", "-q"])
     assert rc == 0
@@ -345,7 +347,7 @@ def test_console_entry_point_exists():
 
 def test_parameters_cell_is_read_with_pythons_parser():
     # papermill's line reader drops `output_dir` here (its comment holds quotes); ast does not.
-    names = sw.notebook_parameters(FIXTURE)
+    names = notebook_parameters(FIXTURE)
     assert list(names) == ["x", "lr", "name", "seed", "fail", "sleep", "counter_file", "output_dir"]
     assert names["output_dir"]["default"] == '"out"' and names["lr"]["default"] == "0.1"
 
@@ -428,7 +430,7 @@ def test_duplicate_runs_after_type_normalisation(book):
     assert "zip: repeated row {'lr': 0.5, 'name': 'a'} (the same run twice)" in msg
     spec = sw.load_spec(write_spec(book, {**BASE, "grid": {"lr": [1, 2.5]}}))
     spec.grid = {"lr": [1, 1.0]}  # past validation: the whole-run check still finds it
-    (problem,) = sw._duplicate_runs(spec)
+    (problem,) = spec_module._duplicate_runs(spec)
     assert '"lr": 1,' in problem and '"lr": 1.0,' in problem and "are the same run" in problem
 
 
@@ -479,8 +481,8 @@ def test_slurm_timeout_leaves_room_after_the_signal(book):
 
 _POOL_SCRIPT = """
 import os, sys, time
-from apalu import sweep as sw
-pool = sw.local_pool(2)
+from apalu.sweep.executors import local_pool
+pool = local_pool(2)
 futs = [pool.submit(time.sleep, 60) for _ in range(2)]
 time.sleep(2)
 print(" ".join(str(p) for p in pool._processes), flush=True)
@@ -493,13 +495,13 @@ def test_pool_workers_die_with_the_sweep(tmp_path):
                               env=env(), cwd=tmp_path)
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
-        assert len(pids) == 2 and all(sw._pid_alive(p) for p in pids)
+        assert len(pids) == 2 and all(runs._pid_alive(p) for p in pids)
         parent.send_signal(signal.SIGKILL)  # no cleanup code can run in the parent
         parent.wait()
         deadline = time.time() + 10
-        while time.time() < deadline and any(sw._pid_alive(p) for p in pids):
+        while time.time() < deadline and any(runs._pid_alive(p) for p in pids):
             time.sleep(0.1)
-        assert not any(sw._pid_alive(p) for p in pids), "pool workers outlived their parent"
+        assert not any(runs._pid_alive(p) for p in pids), "pool workers outlived their parent"
     finally:
         parent.kill()
 
@@ -523,8 +525,8 @@ def test_no_wait_twice_submits_once(book, monkeypatch):
             submitted.append([r.run_id for r in runs])
             return [_FakeJob(f"4242_{i}") for i in range(len(runs))]
 
-    monkeypatch.setattr(sw, "make_submitit_executor", lambda *a, **k: FakeExecutor())
-    monkeypatch.setattr(sw, "_jobs_alive", lambda jobs: {str(j["job_id"]) for j in jobs})
+    monkeypatch.setattr(executors, "make_submitit_executor", lambda *a, **k: FakeExecutor())
+    monkeypatch.setattr(executors, "_jobs_alive", lambda jobs: {str(j["job_id"]) for j in jobs})
     lines = []
     for _ in range(2):
         sw.run_sweep(spec, executor="slurm", wait=False, progress=False, log=lines.append)
@@ -533,7 +535,7 @@ def test_no_wait_twice_submits_once(book, monkeypatch):
     (record,) = sw.read_pending(spec.results_dir())
     assert record["job_id"] == "4242" and sorted(record["run_ids"]) == sorted(submitted[0])
     # the job is gone (cancelled, node lost) with no result: the next call submits again
-    monkeypatch.setattr(sw, "_jobs_alive", lambda jobs: set())
+    monkeypatch.setattr(executors, "_jobs_alive", lambda jobs: set())
     sw.run_sweep(spec, executor="slurm", wait=False, progress=False, log=lines.append)
     assert len(submitted) == 2
 
@@ -553,4 +555,4 @@ def test_submitted_runs_and_stale_staging_of_dead_jobs(book):
 
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a Slurm cluster (sbatch, squeue)")
 def test_real_cluster_squeue_answers():  # pragma: no cover - only on a cluster
-    assert sw._jobs_alive([{"job_id": "0", "cluster": "slurm", "run_ids": []}]) == set()
+    assert executors._jobs_alive([{"job_id": "0", "cluster": "slurm", "run_ids": []}]) == set()

@@ -6,9 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from apalu.collect import collect, list_sweeps, sweep_overview  # noqa: E402
-from apalu.ledger import Claim  # noqa: E402
-from apalu.sweep_report import describe_sweep, plot_sweep_summary  # noqa: E402
+from apalu.sweep.collect import collect, list_sweeps, sweep_overview# noqa: E402
+from apalu.report.ledger import Claim# noqa: E402
+from apalu.report.sweep_report import describe_sweep, plot_sweep_summary# noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 

@@ -251,7 +251,7 @@ def test_nonpolynomial_certificate_against_autograd():
 
 
 def test_approximation_error_falls_with_width():
-    from apalu.approx import fit_sup_error
+    from apalu.theory.approx import fit_sup_error
 
     for act in ("apalu", "relu"):
         small = fit_sup_error("smooth", act, 2, steps=20)

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from apalu.data import load_dataset, one_class
-from apalu.models import MLP, DeepSVDDEncoder, GRURegressor
-from apalu.training import evaluate, fit, resolve_device
+from apalu.lab.data import load_dataset, one_class
+from apalu.lab.models import MLP, DeepSVDDEncoder, GRURegressor
+from apalu.lab.training import evaluate, fit, resolve_device
 
 torch.set_num_threads(1)
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .gain import init_gain
-from .module import APALU
-from .registry import check_activation, make_activation
+from ..gain import init_gain
+from ..module import APALU
+from ..registry import check_activation, make_activation
 
 __all__ = [
     "MODELS",

@@ -26,7 +26,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .sweep import STAGING, atomic_write_text, machine_summary, read_json
+from .spec import STAGING
+from ..lab.atomic import atomic_write_text
+from .runs import machine_summary, read_json
 
 __all__ = ["CollectError", "check_columns", "read_sweep_spec", "mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
            "OUTPUT_FILES", "expected_runs", "markdown_table", "summary_wide", "sweep_overview"]
@@ -41,7 +43,7 @@ _RUN_COLUMNS = ("run_id", "run", "status", "wall_s", "attempt")
 def mean_ci(values: Iterable[float]) -> dict[str, float]:
     """n, mean, std (ddof=1) and the 95% Student-t interval of the mean of the finite ``values``
     (the interval from :func:`apalu.stats.mean_ci`; NaN bounds for fewer than two values)."""
-    from .stats import mean_ci as _t_ci
+    from ..lab.stats import mean_ci as _t_ci
 
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     r = _t_ci(xs, level=0.95, method="t") if xs else {"mean": math.nan, "low": math.nan,

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .registry import make_activation
+from ..registry import make_activation
 
 __all__ = ["TARGETS", "target_fn", "OneHidden", "fit_sup_error"]
 

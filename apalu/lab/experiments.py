@@ -54,7 +54,7 @@ def resolve_output_dir(output_dir: str, name: str) -> Path:
     if output_dir:
         path = Path(output_dir).expanduser()
     else:
-        from .ledger import repo_root
+        from .paths import repo_root
 
         try:
             root = repo_root()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
-from .gain import fixed_point_slope, init_gain, moment_map, second_moment, second_moment_constants
+from ..gain import fixed_point_slope, init_gain, moment_map, second_moment, second_moment_constants
 
 __all__ = [
     "K",

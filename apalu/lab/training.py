@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .models import activation_params
-from .optim import param_groups
+from ..optim import param_groups
 
 __all__ = ["FitResult", "fit", "evaluate", "resolve_device", "seed_everything", "METRICS", "OPTIMIZERS",
            "DEVICES"]

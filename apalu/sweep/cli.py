@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args) -> int:
-    from . import sweep as sw
+    from .. import sweep as sw
 
     try:
         spec = sw.load_spec(args.spec, root=args.root)

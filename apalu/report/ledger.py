@@ -19,10 +19,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import atomic_write_text
+from ..lab.atomic import atomic_write_text
+from ..lab.paths import repo_root
 
 __all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
-           "summary_markdown", "verdict_from_interval", "combine_verdicts", "repo_root", "ledger_dir",
+           "summary_markdown", "verdict_from_interval", "combine_verdicts", "ledger_dir",
            "run_ledger_dir", "publishing", "RECORD_ENV"]
 
 VERDICTS = ("confirmed", "holds under a condition", "inconclusive", "refuted", "not tested here", "not run here")
@@ -108,18 +109,6 @@ def combine_verdicts(parts: dict[str, str]) -> tuple[str, str]:
     return "inconclusive", ""
 
 
-def repo_root(start: Path | None = None) -> Path:
-    """The book's root: ``$APALU_BOOK_ROOT`` or the nearest folder up from ``start`` with ``_toc.yml``."""
-    env = os.environ.get("APALU_BOOK_ROOT")
-    if env:
-        return Path(env)
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists():
-            return folder
-    raise FileNotFoundError(f"no _toc.yml above {here}; set APALU_BOOK_ROOT to the book's root")
-
-
 def ledger_dir() -> Path:
     return repo_root() / "data" / "ledger"
 
@@ -173,7 +162,7 @@ def with_expected(claims: list[Claim]) -> list[Claim]:
     """``claims`` plus a "not tested here" row for each paper claim that has no record."""
     have = {c.id for c in claims}
     missing = [Claim(id=i, claim=text, verdict="not tested here", evidence="no computed record yet",
-                     section="notebooks/ledger", source="apalu/ledger.py", order=order)
+                     section="notebooks/ledger", source="apalu/report/ledger.py", order=order)
                for i, order, text in PAPER_CLAIMS if i not in have]
     return sorted(claims + missing, key=lambda c: (c.order, c.id))
 

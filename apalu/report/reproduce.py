@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     (``_build/results/*/ledger``) with the committed ones (``data/ledger``); exit 1 on a problem."""
     import argparse
 
-    from .ledger import ledger_dir, repo_root
+    from .ledger import ledger_dir
+    from ..lab.paths import repo_root
 
     parser = argparse.ArgumentParser(prog="python -m apalu.reproduce", description=main.__doc__)
     parser.add_argument("--results", type=Path, default=None,

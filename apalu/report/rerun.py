@@ -34,7 +34,7 @@ def toc_notebooks(root: Path) -> list[Path]:
 
 def parameters_table(root: Path) -> pd.DataFrame:
     """One row per (notebook, parameter): default (as written) and meaning."""
-    from .sweep import notebook_parameters
+    from ..lab.notebook import notebook_parameters
 
     rows = []
     for path in toc_notebooks(root):
@@ -46,7 +46,8 @@ def parameters_table(root: Path) -> pd.DataFrame:
 
 def sweeps_table(root: Path) -> pd.DataFrame:
     """One row per sweep spec in ``sweeps/``: name, notebook, number of runs, description."""
-    from .sweep import expand, load_spec
+    from ..sweep.runs import expand
+    from ..sweep.spec import load_spec
 
     rows = []
     for spec_path in sorted((root / "sweeps").glob("*.yaml")):

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _ext
-from . import functional as AF
-from .functional import apalu, apalu_compiled, apalu_reference, apalu_without_kernel
+from .. import _ext
+from .. import functional as AF
+from ..functional import apalu, apalu_compiled, apalu_reference, apalu_without_kernel
 
 __all__ = [
     "Case",
@@ -290,7 +290,7 @@ class _Fn(nn.Module):
 
 
 def _memory_acts(compile: bool):
-    from .module import APALU
+    from ..module import APALU
 
     acts = {
         "identity": lambda w: nn.Identity(),
@@ -484,7 +484,7 @@ def bytes_bound(elements: int, itemsize: int = 4) -> dict:
 
 
 def _cnn(activation: str, per_channel: bool, device, act_kwargs=None):
-    from .models import SmallCNN
+    from ..lab.models import SmallCNN
 
     torch.manual_seed(0)
     return SmallCNN(in_channels=3, n_classes=10, width=32, depth=4, activation=activation,
@@ -725,7 +725,3 @@ def main(argv: list[str] | None = None) -> int:
         mpath.write_text(json.dumps(machines, indent=2, sort_keys=True) + "\n")
         print(f"# wrote {', '.join(sorted(results))} to {out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

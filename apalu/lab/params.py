@@ -21,9 +21,9 @@ import numbers
 from pathlib import Path
 
 from .data import check_dataset
-from .init import parse_init
+from ..init import parse_init
 from .models import check_model
-from .registry import check_activation
+from ..registry import check_activation
 from .training import OPTIMIZERS, resolve_device
 
 __all__ = ["validate", "RULES", "LIST_PARAMS", "check_notebook", "declared_parameters", "CONFIRM"]
@@ -240,7 +240,7 @@ def _literal(node: ast.AST):
 
 def declared_parameters(notebook: Path) -> dict:
     """The names a notebook's ``parameters`` cell assigns, with their default values."""
-    from .sweep import notebook_parameters
+    from .notebook import notebook_parameters
 
     return {name: _literal(ast.parse(info["default"], mode="eval").body)
             for name, info in notebook_parameters(notebook).items()}
@@ -346,7 +346,7 @@ def check_notebook(name: str, namespace: dict, injected: set[str] | None = None)
     a run estimated at more than :data:`LONG_RUN_FACTOR` times the defaults' work needs
     ``confirm_long_run=True``. Returns the parameters; raises ValueError naming the first problem.
     """
-    from .ledger import repo_root
+    from .paths import repo_root
 
     root = repo_root()
     defaults = declared_parameters(root / "notebooks" / f"{name}.ipynb")
