@@ -49,8 +49,15 @@ class APALU(nn.Module):
         compile: route forward through :func:`apalu.functional.apalu_compiled` (``torch.compile``,
             one fused kernel per direction; compiles on first call, falls back to eager with a
             warning where compilation is unavailable). Default ``False``: the eager path.
-            Compiling the whole model (``torch.compile(model)``) works as well, with no graph break.
-        device, dtype: of the parameters.
+            Compiling the whole model (``torch.compile(model)``) works as well, with no graph break,
+            and so does :meth:`torch.nn.Module.compile` on this module. Stored as
+            :attr:`use_compiled` (``compile`` stays the inherited method).
+        inplace: accepted for drop-in use where activations are built as
+            ``activation_layer(inplace=True)`` (torchvision's ``Conv2dNormActivation``, timm).
+            APALU always computes out of place: the input is never modified and the result is
+            the same for either value (its backward needs the input, so an in-place version
+            would save nothing).
+        device, dtype: of the parameters (``factory_kwargs``, as in :class:`torch.nn.PReLU`).
 
     Shape:
         - Input: :math:`(*)`, any shape; with ``num_parameters = C > 1``, :math:`(N, C, *)`.
@@ -58,12 +65,15 @@ class APALU(nn.Module):
 
     Attributes:
         a, b: the effective (positive) values, tensors of shape ``(num_parameters,)``.
+        a_raw, b_raw: the trainable parameters (ρ under ``"softplus"``, a and b under ``"none"``).
 
     Example::
 
         >>> m = APALU(init={"a": 1.0, "b": 1.0})
         >>> m(torch.tensor([-1.0, 0.0, 1.0]))
         tensor([-0.6321,  0.0000,  1.8458], grad_fn=<_APALUFunctionBackward>)
+        >>> APALU(16, init="c1:0,2")  # one a and b per channel of an (N, 16, *) input
+        APALU(num_parameters=16, init='c1:0,2', constraint='softplus', compile=False, inplace=False)
     """
 
     def __init__(
@@ -72,9 +82,10 @@ class APALU(nn.Module):
         init: InitSpec = (0.0, 2.0),
         constraint: str = "softplus",
         generator: torch.Generator | None = None,
+        compile: bool = False,
+        inplace: bool = False,
         device=None,
         dtype=None,
-        compile: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(num_parameters, int) or isinstance(num_parameters, bool) or num_parameters < 1:
@@ -84,7 +95,9 @@ class APALU(nn.Module):
         self.num_parameters = num_parameters
         self.init = parse_init(init)
         self.constraint = constraint
-        self.compile = bool(compile)
+        # not ``self.compile``: that would shadow nn.Module.compile()
+        self.use_compiled = bool(compile)
+        self.inplace = bool(inplace)  # accepted, not used: APALU computes out of place
         factory = {"device": device, "dtype": dtype}
         self.a_raw = nn.Parameter(torch.empty(num_parameters, **factory))
         self.b_raw = nn.Parameter(torch.empty(num_parameters, **factory))
@@ -110,10 +123,19 @@ class APALU(nn.Module):
         return self._effective(self.b_raw)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.compile:
+        if self.use_compiled:
             return apalu_compiled(x, self.a, self.b)
         return apalu(x, self.a, self.b)
 
     def extra_repr(self) -> str:
-        return f"num_parameters={self.num_parameters}, init='{self.init}', constraint={self.constraint!r}"
+        return (f"num_parameters={self.num_parameters}, init='{self.init}', constraint={self.constraint!r}, "
+                f"compile={self.use_compiled}, inplace={self.inplace}")
+
+    def __setstate__(self, state: dict) -> None:
+        # modules pickled whole before the rename stored the switch as ``compile``
+        if "compile" in state and isinstance(state["compile"], bool):
+            state = dict(state)
+            state["use_compiled"] = state.pop("compile")
+        state.setdefault("inplace", False)
+        super().__setstate__(state)
 

@@ -175,7 +175,7 @@ def test_module_compile_switch_and_whole_model_compile_without_graph_break():
     torch.manual_seed(0)
     eager = APALU(num_parameters=4, init={"a": 1.1, "b": 0.9})
     comp = APALU(num_parameters=4, init={"a": 1.1, "b": 0.9}, compile=True)
-    assert comp.compile and not eager.compile
+    assert comp.use_compiled and not eager.use_compiled
     x = torch.randn(2, 4, 5)
     torch.testing.assert_close(comp(x), eager(x))
     model = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3, padding=1), APALU(4), torch.nn.Conv1d(4, 2, 1))

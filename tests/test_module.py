@@ -94,6 +94,73 @@ def test_extra_repr_and_dtype_device():
     assert m.a_raw.dtype == torch.float64
 
 
+def test_extra_repr_shows_every_option():
+    assert repr(APALU()) == "APALU(num_parameters=1, init='0,2', constraint='softplus', compile=False, inplace=False)"
+    m = APALU(3, init="c1:0,2", constraint="none", compile=True, inplace=True)
+    assert m.extra_repr() == "num_parameters=3, init='c1:0,2', constraint='none', compile=True, inplace=True"
+
+
+def test_signature_ends_with_device_and_dtype_like_prelu():
+    import inspect
+
+    names = list(inspect.signature(APALU).parameters)
+    assert names[-2:] == ["device", "dtype"] == list(inspect.signature(nn.PReLU).parameters)[-2:]
+    assert names[:2] == ["num_parameters", "init"]
+    assert {"compile", "inplace", "constraint", "generator"} <= set(names)
+
+
+def test_compile_keyword_does_not_shadow_module_compile():
+    m = APALU(2, init={"a": 1.1, "b": 0.9}, compile=True)
+    assert m.use_compiled is True and APALU().use_compiled is False
+    assert callable(m.compile)  # nn.Module.compile, not the stored switch
+    eager = APALU(2, init={"a": 1.1, "b": 0.9})
+    x = torch.randn(3, 2, 4)
+    want = eager(x)
+    eager.compile(backend="eager")  # raised "'bool' object is not callable" when the switch shadowed it
+    torch.testing.assert_close(eager(x), want)
+
+
+def test_old_pickles_with_a_compile_attribute_still_load():
+    m = APALU(2, init={"a": 1.0, "b": 1.0})
+    state = m.__getstate__() if hasattr(m, "__getstate__") else dict(m.__dict__)
+    state = dict(state)
+    state["compile"] = state.pop("use_compiled")
+    state.pop("inplace")
+    old = APALU.__new__(APALU)
+    old.__setstate__(state)
+    assert old.use_compiled is False and old.inplace is False and callable(old.compile)
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(old(x), m(x))
+
+
+@pytest.mark.parametrize("num_parameters", [1, 3])
+def test_inplace_is_accepted_and_changes_nothing(num_parameters):
+    """torchvision's Conv2dNormActivation and timm build ``activation_layer(inplace=True)``."""
+    kw = dict(init={"a": 0.8, "b": 1.3})
+    x = torch.randn(2, 3, 5)
+    x_before = x.clone()
+    y_in = APALU(num_parameters, inplace=True, **kw)(x)
+    y_out = APALU(num_parameters, **kw)(x)
+    torch.testing.assert_close(x, x_before, rtol=0, atol=0)  # the input is left alone
+    torch.testing.assert_close(y_in, y_out, rtol=0, atol=0)
+    assert make_activation("apalu", inplace=True).inplace is True
+
+
+def test_docstring_has_math_shapes_and_example():
+    doc = APALU.__doc__
+    for part in (".. math::", "Shape:", "Example::", ">>> m = APALU(", "inplace:", "compile:", "device, dtype:"):
+        assert part in doc, part
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import apalu.module
+
+    result = doctest.testmod(apalu.module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
