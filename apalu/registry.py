@@ -1,42 +1,126 @@
-"""Activations by name (in the spirit of timm's ``get_act_layer``) and swapping them in a model."""
+"""Things looked up by name: one :class:`Registry` style for activations here, and for the lab's
+datasets (:data:`apalu.lab.data.DATASETS`) and models (:data:`apalu.lab.models.MODELS`).
+
+Each kind is a name → builder mapping with ``check_<kind>(name)`` (the name, or a ValueError
+``unknown <kind> 'x'; known: ...``) and ``make_<kind>(name, **kw)`` (a fresh object). The
+activation entries (in the spirit of timm's ``get_act_layer``) also say what other code needs to
+know about an activation: whether it takes ``num_parameters`` (one parameter per channel) and
+whether :func:`apalu.param_groups` exempts its parameters from weight decay.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from torch import nn
 
 from .module import APALU
 
-__all__ = ["ACTIVATIONS", "ACTIVATION_TYPES", "make_activation", "replace_activations", "check_activation"]
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_TYPES",
+    "ActivationInfo",
+    "Registry",
+    "check_activation",
+    "make_activation",
+    "no_decay_types",
+    "per_channel_activations",
+    "replace_activations",
+]
 
-ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
-    "apalu": APALU,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "prelu": nn.PReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "gelu_tanh": partial(nn.GELU, approximate="tanh"),
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
+T = TypeVar("T")
+
+
+class Registry(Mapping, Generic[T]):
+    """A read-only name → builder mapping for one ``kind`` of thing ("activation", "dataset", ...).
+
+    ``check(name)`` returns ``name`` if it is known, else raises ``ValueError("unknown <kind>
+    'x'; known: a, b, ...")`` (names sorted); ``make(name, *args, **kw)`` calls its builder.
+    """
+
+    def __init__(self, kind: str, entries: Mapping[str, T]):
+        self.kind = kind
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, names={list(self._entries)})"
+
+    def check(self, name: str) -> str:
+        if not isinstance(name, str) or name not in self._entries:
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}")
+        return name
+
+    def make(self, name: str, *args, **kwargs):
+        return self._entries[self.check(name)](*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ActivationInfo:
+    """One activation: its builder and what the rest of the package needs to know about it.
+
+    Attributes:
+        builder: makes a fresh module; keyword arguments go to it.
+        per_channel: it takes ``num_parameters`` (one parameter per channel); the lab's models
+            pass the channel count when built with ``per_channel=True``.
+        no_decay: :func:`apalu.param_groups` puts its parameters in the group without weight decay.
+    """
+
+    builder: Callable[..., nn.Module]
+    per_channel: bool = False
+    no_decay: bool = False
+
+    def __call__(self, **kwargs) -> nn.Module:
+        return self.builder(**kwargs)
+
+    @property
+    def module_type(self) -> type[nn.Module]:
+        """The class the builder makes (through a :func:`functools.partial` too)."""
+        b = self.builder
+        while isinstance(b, partial):
+            b = b.func
+        return b
+
+
+ACTIVATIONS: Registry[ActivationInfo] = Registry("activation", {
+    # decaying a or b pulls them to 0 (PReLU's docs advise against weight decay on its weight)
+    "apalu": ActivationInfo(APALU, per_channel=True, no_decay=True),
+    "relu": ActivationInfo(nn.ReLU),
+    "leaky_relu": ActivationInfo(nn.LeakyReLU),
+    "prelu": ActivationInfo(nn.PReLU, per_channel=True, no_decay=True),
+    "elu": ActivationInfo(nn.ELU),
+    "gelu": ActivationInfo(nn.GELU),
+    "gelu_tanh": ActivationInfo(partial(nn.GELU, approximate="tanh")),
+    "silu": ActivationInfo(nn.SiLU),
+    "tanh": ActivationInfo(nn.Tanh),
+    "sigmoid": ActivationInfo(nn.Sigmoid),
+})
+
+# torch's other pointwise nonlinearities, not in the registry but replaced by replace_activations
+_OTHER_POINTWISE: tuple[type[nn.Module], ...] = (
+    nn.ReLU6, nn.SELU, nn.CELU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
+)
 
 # Modules that replace_activations treats as activations: the registry's and torch's other
 # pointwise nonlinearities. Everything else (linear, conv, norm, dropout, ...) is left alone.
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    APALU, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
-    nn.ReLU6, nn.SELU, nn.CELU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
-)
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = tuple(
+    dict.fromkeys(info.module_type for info in ACTIVATIONS.values())) + _OTHER_POINTWISE
 
 
 def check_activation(name: str) -> str:
     """Return ``name`` if it is a known activation, else raise ValueError listing the known ones."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
-    return name
+    return ACTIVATIONS.check(name)
 
 
 def make_activation(name: str, **kwargs) -> nn.Module:
@@ -45,7 +129,17 @@ def make_activation(name: str, **kwargs) -> nn.Module:
     Keyword arguments go to the constructor (``APALU``'s ``init``/``constraint``, PReLU's
     ``num_parameters``, LeakyReLU's ``negative_slope``, ...).
     """
-    return ACTIVATIONS[check_activation(name)](**kwargs)
+    return ACTIVATIONS.make(name, **kwargs)
+
+
+def per_channel_activations() -> tuple[str, ...]:
+    """Names of the activations that take ``num_parameters`` (one parameter per channel)."""
+    return tuple(name for name, info in ACTIVATIONS.items() if info.per_channel)
+
+
+def no_decay_types() -> tuple[type[nn.Module], ...]:
+    """Activation classes whose parameters :func:`apalu.param_groups` exempts from weight decay."""
+    return tuple(dict.fromkeys(info.module_type for info in ACTIVATIONS.values() if info.no_decay))
 
 
 def replace_activations(

@@ -20,6 +20,9 @@ From a user-given ``path`` (an error says what was expected where when it is mis
 
 Every loader returns a :class:`Dataset` of float32 tensors, split deterministically by ``seed``.
 Images come as ``(N, C, H, W)``, standardized with the training set's mean and std.
+:data:`DATASETS` maps each name to its loader; :func:`make_dataset` (alias :func:`load_dataset`)
+loads one by name, :func:`check_dataset` checks a name (as :mod:`apalu.registry` does for
+activations).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..registry import Registry
+
 __all__ = [
     "BatchUnpickler",
     "UnsafePickleError",
@@ -43,14 +48,13 @@ __all__ = [
     "PATH_DATASETS",
     "check_dataset",
     "load_dataset",
+    "make_dataset",
     "one_class",
     "split_indices",
     "read_idx",
 ]
 
-EMBEDDED = ("mnist5k", "digits", "diabetes", "mnist1d", "stocks")
 PATH_DATASETS = ("mnist", "fashion_mnist", "cifar10", "sign_mnist", "mvtec")
-DATASETS = EMBEDDED + PATH_DATASETS
 TASKS = ("classification", "regression", "one_class")
 
 
@@ -98,13 +102,6 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, task={self.task!r}, input_shape={self.input_shape}, "
                 f"n_outputs={self.n_outputs}, sizes={self.sizes()})")
-
-
-def check_dataset(name: str) -> str:
-    """Return ``name`` if it is a known dataset, else raise ValueError listing the known ones."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return name
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -585,39 +582,69 @@ def load_dataset(
         if n is not None and (not isinstance(n, (int, np.integer)) or n < 1):
             raise ValueError(f"{what} must be a positive int or None, got {n!r}")
     caps = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    if name == "mnist5k":
-        x, y = _mnist5k()
-        return _from_pool(name, "classification", x, y, 10, seed, test_fraction, val_fraction, **caps)
-    if name == "digits":
-        x, y = _digits()
-        return _from_pool(name, "classification", x, y, 10, seed, test_fraction, val_fraction, **caps)
-    if name == "diabetes":
-        x, y = _diabetes()
-        te, rest = split_indices(len(x), (test_fraction, 1 - test_fraction), seed)
-        mu, sd = y[rest].mean(), y[rest].std()
-        fmu, fsd = x[rest].mean(0), x[rest].std(0)
-        ds = _from_train_test(name, "regression", (x[rest] - fmu) / fsd, (y[rest] - mu) / sd,
-                              (x[te] - fmu) / fsd, (y[te] - mu) / sd, 1, seed, val_fraction,
-                              standardize=False, meta={"y_mean": float(mu), "y_std": float(sd)}, **caps)
-        return ds
-    if name == "mnist1d":
-        xtr, ytr, xte, yte = _mnist1d()
-        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
-    if name == "stocks":
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        return _stocks(window, seed, n_train, n_val, n_test)
-    if name in ("mnist", "fashion_mnist"):
-        xtr, ytr, xte, yte = _idx_dataset(path, name)
-        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
-    if name == "cifar10":
-        xtr, ytr, xte, yte = _cifar10(path)
-        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
-    if name == "sign_mnist":
-        xtr, ytr, xte, yte = _sign_mnist(path)
-        n_out = int(max(ytr.max(), yte.max())) + 1
-        return _from_train_test(name, "classification", xtr, ytr, xte, yte, n_out, seed, val_fraction, **caps)
-    # mvtec: one-class; validation is carved from the test images (it needs anomalies to score AUC)
+    return DATASETS[name](name=name, path=path, seed=seed, caps=caps, val_fraction=val_fraction,
+                          test_fraction=test_fraction, window=window, category=category, image_size=image_size)
+
+
+make_dataset = load_dataset
+
+
+# ---------------------------------------------------------------- one loader per name
+# Each takes the keywords load_dataset passes (name, path, seed, caps = {n_train, n_val, n_test},
+# val_fraction, test_fraction, window, category, image_size) and uses those it needs.
+
+
+def _load_mnist5k(*, name, seed, caps, val_fraction, test_fraction, **_):
+    x, y = _mnist5k()
+    return _from_pool(name, "classification", x, y, 10, seed, test_fraction, val_fraction, **caps)
+
+
+def _load_digits(*, name, seed, caps, val_fraction, test_fraction, **_):
+    x, y = _digits()
+    return _from_pool(name, "classification", x, y, 10, seed, test_fraction, val_fraction, **caps)
+
+
+def _load_diabetes(*, name, seed, caps, val_fraction, test_fraction, **_):
+    x, y = _diabetes()
+    te, rest = split_indices(len(x), (test_fraction, 1 - test_fraction), seed)
+    mu, sd = y[rest].mean(), y[rest].std()
+    fmu, fsd = x[rest].mean(0), x[rest].std(0)
+    ds = _from_train_test(name, "regression", (x[rest] - fmu) / fsd, (y[rest] - mu) / sd,
+                          (x[te] - fmu) / fsd, (y[te] - mu) / sd, 1, seed, val_fraction,
+                          standardize=False, meta={"y_mean": float(mu), "y_std": float(sd)}, **caps)
+    return ds
+
+
+def _load_mnist1d(*, name, seed, caps, val_fraction, **_):
+    xtr, ytr, xte, yte = _mnist1d()
+    return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+
+
+def _load_stocks(*, seed, caps, window, **_):
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return _stocks(window, seed, caps["n_train"], caps["n_val"], caps["n_test"])
+
+
+def _load_idx(*, name, path, seed, caps, val_fraction, **_):
+    xtr, ytr, xte, yte = _idx_dataset(path, name)
+    return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+
+
+def _load_cifar10(*, name, path, seed, caps, val_fraction, **_):
+    xtr, ytr, xte, yte = _cifar10(path)
+    return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+
+
+def _load_sign_mnist(*, name, path, seed, caps, val_fraction, **_):
+    xtr, ytr, xte, yte = _sign_mnist(path)
+    n_out = int(max(ytr.max(), yte.max())) + 1
+    return _from_train_test(name, "classification", xtr, ytr, xte, yte, n_out, seed, val_fraction, **caps)
+
+
+def _load_mvtec(*, name, path, seed, caps, category, image_size, **_):
+    # one-class; validation is carved from the test images (it needs anomalies to score AUC)
+    n_train, n_val, n_test = caps["n_train"], caps["n_val"], caps["n_test"]
     xtr, xte, yte = _mvtec(path, category, image_size)
     va, te = split_indices(len(xte), (0.3, 0.7), seed)
     ytr = np.zeros(len(xtr), dtype=np.int64)
@@ -627,6 +654,27 @@ def load_dataset(
     X, info = _standardize(xtr[tr], xte[va], xte[te])
     return Dataset(name, "one_class", _t(X[0]), _t(ytr[tr], torch.int64), _t(X[1]), _t(yte[va], torch.int64),
                    _t(X[2]), _t(yte[te], torch.int64), 1, {**info, "category": category, "seed": seed})
+
+
+# name → loader; the embedded ones first, then those read from a user-given ``path``
+DATASETS: Registry = Registry("dataset", {
+    "mnist5k": _load_mnist5k,
+    "digits": _load_digits,
+    "diabetes": _load_diabetes,
+    "mnist1d": _load_mnist1d,
+    "stocks": _load_stocks,
+    "mnist": _load_idx,
+    "fashion_mnist": _load_idx,
+    "cifar10": _load_cifar10,
+    "sign_mnist": _load_sign_mnist,
+    "mvtec": _load_mvtec,
+})
+EMBEDDED = tuple(n for n in DATASETS if n not in PATH_DATASETS)
+
+
+def check_dataset(name: str) -> str:
+    """Return ``name`` if it is a known dataset, else raise ValueError listing the known ones."""
+    return DATASETS.check(name)
 
 
 def one_class(ds: Dataset, normal_class: int) -> Dataset:

@@ -9,8 +9,10 @@
 * :class:`DeepSVDDEncoder` — bias-free conv encoder of Ruff et al. (2018) for one-class AD.
 
 ``activation`` is a registry name; ``act_kwargs`` go to its constructor (APALU's ``init`` and
-``constraint``); ``per_channel=True`` gives APALU and PReLU one parameter per channel/unit.
-:func:`build_model` builds any of them by name for a :class:`apalu.data.Dataset`.
+``constraint``); ``per_channel=True`` gives the activations that take ``num_parameters`` (the
+registry's ``per_channel``: APALU, PReLU) one parameter per channel/unit.
+:data:`MODELS` maps each model name to its builder ``(ds, activation, **kwargs)``;
+:func:`make_model` (alias :func:`build_model`) builds one by name for a :class:`apalu.lab.data.Dataset`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 
 from ..gain import init_gain
 from ..module import APALU
-from ..registry import check_activation, make_activation
+from ..registry import ACTIVATIONS, Registry, check_activation, make_activation
 
 __all__ = [
     "MODELS",
@@ -37,6 +39,7 @@ __all__ = [
     "DeepSVDDEncoder",
     "build_model",
     "check_model",
+    "make_model",
     "count_parameters",
     "activation_params",
     "variance_preserving_gain",
@@ -46,7 +49,8 @@ WEIGHT_INITS = ("torch", "he", "xavier", "gain")
 
 
 class _ActFactory:
-    """Makes fresh activation modules; ``per_channel`` sizes APALU/PReLU to the channel count."""
+    """Makes fresh activation modules; ``per_channel`` sizes the activations that take
+    ``num_parameters`` (the registry's ``per_channel``) to the channel count."""
 
     def __init__(self, activation: str, act_kwargs: dict | None = None, per_channel: bool = False):
         self.name = check_activation(activation)
@@ -55,7 +59,7 @@ class _ActFactory:
 
     def __call__(self, channels: int) -> nn.Module:
         kw = dict(self.kwargs)
-        if self.per_channel and self.name in ("apalu", "prelu"):
+        if self.per_channel and ACTIVATIONS[self.name].per_channel:
             kw["num_parameters"] = channels
         return make_activation(self.name, **kw)
 
@@ -317,35 +321,65 @@ class DeepSVDDEncoder(nn.Module):
         return self.rep(self.features(x).flatten(1))
 
 
-MODELS = ("mlp", "cnn", "resnet", "mobilenet", "inception", "gru", "deepsvdd")
+def _image_shape(name: str, ds) -> tuple[int, ...]:
+    shape = ds.input_shape
+    if len(shape) != 3:
+        raise ValueError(f"model {name!r} needs image input (C, H, W), dataset {ds.name!r} has {shape}")
+    return shape
+
+
+def _image_model(name: str, cls, sized: bool = False):
+    """Builder of an image model: (C, n_outputs) from the dataset (and ``input_size`` if sized)."""
+
+    def build(ds, activation: str = "apalu", **kwargs) -> nn.Module:
+        shape = _image_shape(name, ds)
+        if sized:
+            return cls(shape[0], ds.n_outputs, activation=activation, input_size=shape[-1], **kwargs)
+        return cls(shape[0], ds.n_outputs, activation=activation, **kwargs)
+
+    return build
+
+
+def _mlp(ds, activation: str = "apalu", **kwargs) -> nn.Module:
+    return MLP(ds.in_features, ds.n_outputs, activation=activation, **kwargs)
+
+
+def _gru(ds, activation: str = "apalu", **kwargs) -> nn.Module:
+    return GRURegressor(ds.input_shape[-1], ds.n_outputs, activation=activation, **kwargs)
+
+
+def _deepsvdd(ds, activation: str = "apalu", **kwargs) -> nn.Module:
+    shape = _image_shape("deepsvdd", ds)
+    return DeepSVDDEncoder(shape[0], activation=activation, input_size=shape[-1], **kwargs)
+
+
+# name → builder (ds, activation, **kwargs): the model sized for the dataset
+MODELS: Registry = Registry("model", {
+    "mlp": _mlp,
+    "cnn": _image_model("cnn", SmallCNN, sized=True),
+    "resnet": _image_model("resnet", ResNetCNN),
+    "mobilenet": _image_model("mobilenet", MobileNetStyle),
+    "inception": _image_model("inception", InceptionStyle),
+    "gru": _gru,
+    "deepsvdd": _deepsvdd,
+})
 
 
 def check_model(name: str) -> str:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return name
+    """Return ``name`` if it is a known model, else raise ValueError listing the known ones."""
+    return MODELS.check(name)
 
 
-def build_model(name: str, ds, activation: str = "apalu", **kwargs) -> nn.Module:
-    """A model by name, sized for dataset ``ds`` (an :class:`apalu.data.Dataset`).
+def make_model(name: str, ds, activation: str = "apalu", **kwargs) -> nn.Module:
+    """A model by name, sized for dataset ``ds`` (an :class:`apalu.lab.data.Dataset`).
 
     ``kwargs`` go to the model's constructor (``width``, ``depth``, ``act_kwargs``,
     ``per_channel``, ``weight_init``, ...).
     """
-    check_model(name)
-    shape = ds.input_shape
-    if name == "mlp":
-        return MLP(ds.in_features, ds.n_outputs, activation=activation, **kwargs)
-    if name == "gru":
-        return GRURegressor(shape[-1], ds.n_outputs, activation=activation, **kwargs)
-    if len(shape) != 3:
-        raise ValueError(f"model {name!r} needs image input (C, H, W), dataset {ds.name!r} has {shape}")
-    if name == "cnn":
-        return SmallCNN(shape[0], ds.n_outputs, activation=activation, input_size=shape[-1], **kwargs)
-    if name == "deepsvdd":
-        return DeepSVDDEncoder(shape[0], activation=activation, input_size=shape[-1], **kwargs)
-    cls = {"resnet": ResNetCNN, "mobilenet": MobileNetStyle, "inception": InceptionStyle}[name]
-    return cls(shape[0], ds.n_outputs, activation=activation, **kwargs)
+    return MODELS.make(name, ds, activation, **kwargs)
+
+
+build_model = make_model  # the older name (the experiments and tests call it)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
