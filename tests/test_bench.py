@@ -80,3 +80,9 @@ def test_bench_full_size_cpu(tmp_path):
     rc = bench.main(["--repeats", "5", "--skip", "compile-cost", "--out", str(tmp_path)])
     assert rc == 0
     assert (tmp_path / "ops_cpu.csv").exists()
+
+
+def test_case_has_no_unused_extra_field():
+    from dataclasses import fields
+
+    assert [f.name for f in fields(bench.Case)] == ["name", "impl", "params", "make", "compiled", "context"]

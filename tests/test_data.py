@@ -406,3 +406,11 @@ def test_mvtec_test_set_needs_both_classes(tmp_path, subs, message, monkeypatch)
     with pytest.raises(FileNotFoundError, match=message):
         load_dataset("mvtec", path=str(tmp_path), category="bottle")
     assert not opened  # refused before reading any image
+
+
+def test_no_dead_task_list():
+    """``TASKS`` had no reader; a Dataset's task is documented on the class."""
+    import apalu.lab.data as data
+
+    assert not hasattr(data, "TASKS")
+    assert "one_class" in data.Dataset.__doc__

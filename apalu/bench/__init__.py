@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -111,7 +111,6 @@ class Case:
     params: str  # "none", "scalar" or "per-channel"
     make: Callable[[Tensor], tuple[Callable[[Tensor], Tensor], list[Tensor]]]
     compiled: bool = False
-    extra: dict = field(default_factory=dict)
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext  # around each call
 
     @property

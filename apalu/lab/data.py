@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 PATH_DATASETS = ("mnist", "fashion_mnist", "cifar10", "sign_mnist", "mvtec")
-TASKS = ("classification", "regression", "one_class")
 
 
 @dataclass
