@@ -18,7 +18,6 @@ import contextlib
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _ext
+from ..lab.machine import describe_machine
 from .. import functional as AF
 from ..functional import apalu, apalu_compiled, apalu_reference, apalu_without_kernel
 
@@ -579,30 +579,12 @@ def compile_cost(shape: tuple[int, ...], device: torch.device, per_channel: bool
 # ---------------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def machine_info(device: torch.device) -> dict:
-    """What produced the numbers: CPU, cores, threads, memory, torch, GPU, load averages."""
-    mem = None
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = round(int(line.split()[1]) / 2**20, 1)
+    """What produced the numbers: the machine (:func:`apalu.lab.machine.describe_machine`, the keys
+    sweep records use too), the device, the APALU kernel, the allocator settings, date and command."""
     info = {
+        **describe_machine(),
         "device": device.type,
-        "cpu": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "memory_gib": mem,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
         "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "apalu_cpu_kernel": _ext.status(),
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -610,7 +592,6 @@ def machine_info(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
     return info
 
 

@@ -28,7 +28,7 @@ its records), :mod:`.executors` (local pool, Slurm), :mod:`.collect` (the result
 """
 
 from .spec import SpecError, SweepSpec, Run, load_spec, validate_spec, RESERVED
-from .runs import expand, run_id, run_status, execute_run, clean_staging, machine_description
+from .runs import expand, run_id, run_status, execute_run, clean_staging
 from .executors import CommittedResultsError, SweepRefused, preflight, device_problems, size_problems, run_epochs, read_pending, submitted_runs, run_sweep, tracked_files, guard_committed, executor_parameters, make_submitit_executor, sbatch_script
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "clean_staging",
     "tracked_files",
     "guard_committed",
-    "machine_description",
     "executor_parameters",
     "make_submitit_executor",
     "sbatch_script",

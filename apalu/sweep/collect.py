@@ -28,7 +28,8 @@ import pandas as pd
 
 from .spec import STAGING
 from ..lab.atomic import atomic_write_text
-from .runs import machine_summary, read_json
+from ..lab.machine import machine_summary
+from .runs import read_json
 
 __all__ = ["CollectError", "check_columns", "read_sweep_spec", "mean_ci", "load_runs", "load_results", "summarize", "collect", "list_sweeps",
            "OUTPUT_FILES", "expected_runs", "markdown_table", "summary_wide", "sweep_overview"]

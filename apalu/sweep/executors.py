@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 import yaml
 from ..lab.atomic import atomic_write_text
+from ..lab.machine import describe_machine, machine_summary
 from .spec import RESOURCE_KEYS, Run, SweepSpec, _check_resources, _literal
-from .runs import _environ, _kernel_env, _now, _pid_alive, _write_json, clean_staging, execute_run, expand, machine_description, machine_summary, read_json, record_failure, run_status
+from .runs import _environ, _kernel_env, _now, _pid_alive, _write_json, clean_staging, execute_run, expand, read_json, record_failure, run_status
 
 
 # --------------------------------------------------------------------------- executors
@@ -91,7 +92,7 @@ MAX_RUN_EPOCHS = 10_000
 def run_epochs(spec: "SweepSpec", runs: list["Run"]) -> int:
     """Σ over runs of its epochs: the largest int parameter named ``*epochs`` a run sets, else
     the notebook's default for such a parameter, else 1 (a notebook without epochs)."""
-    defaults = [d for k, info in getattr(spec, "_param_info", {}).items() if k.endswith("epochs")
+    defaults = [d for k, info in spec.param_info.items() if k.endswith("epochs")
                 for d in [_literal(info.get("default", ""))] if isinstance(d, int) and not isinstance(d, bool)]
     total = 0
     for r in runs:
@@ -405,7 +406,7 @@ def run_sweep(spec: SweepSpec, executor: str = "local", jobs: int = 1, retry_fai
     if todo and wait:
         with open(sweep_dir / "invocations.jsonl", "a") as fh:
             fh.write(json.dumps({**summary, "finished": _now(),
-                                 "machine": machine_summary(machine_description())}) + "\n")
+                                 "machine": machine_summary(describe_machine())}) + "\n")
     log(f"sweep {spec.name}: {summary['complete']}/{len(runs)} complete, {summary['failed']} failed, "
         f"{summary['pending']} pending; {wall:.1f} s")
     return summary

@@ -8,7 +8,6 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import shutil
 import socket
 import sys
@@ -18,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from ..lab.atomic import atomic_write_text
+from ..lab.machine import describe_machine
 from .spec import RESERVED, Run, STAGING, SweepSpec, _expected_type
 
 
@@ -36,7 +36,7 @@ def run_id(notebook_rel: str, parameters: dict[str, Any]) -> str:
 
 
 def _seed_value(spec: SweepSpec, seed: int) -> Any:
-    info = getattr(spec, "_param_info", {}).get(spec.seed_param or "", {})
+    info = spec.param_info.get(spec.seed_param or "", {})
     expected, _ = _expected_type(info) if info else (None, None)
     return [seed] if expected is list else seed  # a `seeds` list parameter gets a one-seed list
 
@@ -89,69 +89,6 @@ def run_status(run_dir: Path) -> str | None:
     """'complete', 'failed', or None (never ran, or killed before it finished)."""
     st = read_json(Path(run_dir) / "status.json")
     return st.get("status") if st else None
-
-
-_MACHINE: dict | None = None
-
-
-def machine_description() -> dict[str, Any]:
-    """Where this process runs: host, OS, CPU, memory, Python, torch, GPUs, Slurm job."""
-    global _MACHINE
-    if _MACHINE is not None:
-        return dict(_MACHINE)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gb = round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError):
-        pass
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:
-        ncpu = os.cpu_count()
-    desc: dict[str, Any] = {
-        "host": socket.gethostname(),
-        "os": platform.platform(),
-        "cpu": cpu,
-        "cpus": ncpu,
-        "memory_gb": mem_gb,
-        "python": platform.python_version(),
-    }
-    try:
-        import torch
-
-        desc["torch"] = torch.__version__
-        desc["cuda"] = torch.version.cuda
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-            if torch.cuda.is_available() else []
-        desc["gpus"] = gpus
-    except Exception:  # torch missing or broken: describe the rest
-        desc.setdefault("gpus", [])
-    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
-                "CUDA_VISIBLE_DEVICES"):
-        if os.environ.get(var):
-            desc[var.lower()] = os.environ[var]
-    _MACHINE = desc
-    return dict(desc)
-
-
-def machine_summary(desc: dict) -> str:
-    """One line: 'host: CPU (n cpus, m GB), GPU ...'."""
-    gpus = desc.get("gpus") or []
-    gpu = ", ".join(sorted(set(gpus))) if gpus else "no GPU"
-    if gpus and len(gpus) > 1:
-        gpu = f"{len(gpus)} x {gpu}"
-    return (f"{desc.get('cpu', '?')} ({desc.get('cpus', '?')} CPUs, {desc.get('memory_gb', '?')} GB), "
-            f"{gpu}; torch {desc.get('torch', '?')}, Python {desc.get('python', '?')}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -307,7 +244,7 @@ def execute_run(run: Run, retry_failed: bool = False) -> dict:
               "threads": run.threads}
     if tb:
         (staging / "error.txt").write_text(tb)
-    _write_json(staging / "machine.json", machine_description())
+    _write_json(staging / "machine.json", describe_machine())
     _write_json(staging / "status.json", record)
     (staging / "RUNNING.json").unlink(missing_ok=True)
     published = _publish(staging, run.run_dir)

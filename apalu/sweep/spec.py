@@ -61,6 +61,8 @@ class SweepSpec:
     claims: list[str] = field(default_factory=list)
     source: str = "spec"
     raw: dict = field(default_factory=dict)
+    # the notebook's parameters cell, as read when the spec was validated (name -> info)
+    param_info: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def notebook_path(self) -> Path:
@@ -466,9 +468,8 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
         zip=[dict(g) for g in zips], seeds=list(seeds), seed_param=seed_param if seeds else None,
         resources=dict(raw.get("resources", {}) or {}), execution_timeout=raw.get("execution_timeout"),
         description=raw.get("description", "") or "", claims=list(raw.get("claims", []) or []),
-        source=source, raw=copy.deepcopy(raw),
+        source=source, raw=copy.deepcopy(raw), param_info=params,
     )
-    spec._param_info = params  # type: ignore[attr-defined]
     duplicates = _duplicate_runs(spec)
     if duplicates:
         raise SpecError(duplicates, source)
