@@ -1,7 +1,9 @@
 """The claims ledger: one computed verdict per claim of the paper.
 
-Notebooks call :func:`record` with a verdict they computed (never typed by hand: pass the
-boolean test that decides it through :func:`verdict`); each record is one JSON file, written
+Every claim is defined once, by id, in :mod:`apalu.report.claims` (its text, order, section,
+notebook and kind). Notebooks call :func:`record_verdict` with the claim's id and a verdict they
+computed (never typed by hand: pass the boolean test that decides it through :func:`verdict`) and
+the evidence; each record is one JSON file, written
 atomically next to the run's own outputs (``<output_dir>/ledger/``; by default
 ``_build/results/<notebook>/ledger/``). Only the record command (``make record``, which sets
 ``APALU_RECORD=1``) also writes it into the committed ledger ``data/ledger/``: building the book,
@@ -21,32 +23,13 @@ from pathlib import Path
 
 from ..lab.atomic import atomic_write_text
 from ..lab.paths import repo_root
+from .claims import CLAIMS, claim_spec
 
-__all__ = ["VERDICTS", "PAPER_CLAIMS", "Claim", "verdict", "record", "load", "with_expected", "to_markdown",
-           "summary_markdown", "verdict_from_interval", "combine_verdicts", "ledger_dir",
+__all__ = ["VERDICTS", "CLAIMS", "claim_spec", "Claim", "verdict", "record", "record_verdict", "load", "with_expected",
+           "to_markdown", "summary_markdown", "verdict_from_interval", "combine_verdicts", "ledger_dir",
            "run_ledger_dir", "publishing", "RECORD_ENV"]
 
 VERDICTS = ("confirmed", "holds under a condition", "inconclusive", "refuted", "not tested here", "not run here")
-# Every claim of the paper the ledger must account for: (id, order, the claim). A claim with no
-# record yet shows as "not tested here", so a notebook that stops recording is visible.
-PAPER_CLAIMS: tuple[tuple[str, float, str], ...] = (
-    ("continuity", 1, "APALU is continuous."),
-    ("differentiability", 2, "APALU is differentiable (smooth)."),
-    ("derivative-lower-bound", 3, "The derivative of APALU has a positive lower bound."),
-    ("monotonicity", 4, "APALU is monotonic (increasing)."),
-    ("lipschitz", 5, "APALU has a bounded derivative (is Lipschitz)."),
-    ("vanishing-gradients-analytic", 6, "APALU mitigates vanishing gradients (derivative bounded away from 0)."),
-    ("universal-approximation", 7, "Networks with APALU are universal approximators."),
-    ("exp-vanishing-gradients", 100, "APALU is robust against vanishing gradients in deep networks."),
-    ("exp-faster-convergence", 140, "APALU converges faster than the fixed activations."),
-    ("exp-image-classification", 150, "APALU improves image-classification accuracy over ReLU."),
-    ("exp-deep-svdd-auc", 151, "With APALU, Deep SVDD's AUC on MNIST improves over ReLU (+0.8 pp)."),
-    ("exp-regression-cost", 152, "APALU gives lower regression cost than ReLU and Tanh (DNN, RNN)."),
-    ("exp-cifar10-mobilenet", 153, "CIFAR-10, MobileNet: APALU beats ReLU (+0.37 pp)."),
-    ("exp-cifar10-inception", 153, "CIFAR-10, GoogLeNet: APALU beats ReLU (+0.04 pp)."),
-    ("exp-mvtec", 154, "MVTec AD: APALU improves DifferNet (+1.81 pp) and KD (+1.11 pp)."),
-    ("exp-sign-language", 154, "Sign language (small set): APALU reaches 100% accuracy."),
-)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -129,20 +112,39 @@ def publishing() -> bool:
 def record(claim: Claim, folder: Path | None = None) -> Path:
     """Write one claim's verdict to ``<folder>/<id>.json`` and return that path.
 
-    ``folder``: the run's own ledger folder (default :func:`run_ledger_dir` of the claim's
-    source notebook). Under the record command (:func:`publishing`) the record is also written
-    to the committed ledger, ``data/ledger``.
+    ``claim`` must be a registered claim (:mod:`apalu.report.claims`) with the registry's text,
+    order, section and source; :func:`record_verdict` builds it from the id. ``folder``: the
+    run's own ledger folder (default :func:`run_ledger_dir` of the claim's source notebook).
+    Under the record command (:func:`publishing`) the record is also written to the committed
+    ledger, ``data/ledger``.
     """
     if not _ID.match(claim.id):
         raise ValueError(f"claim id {claim.id!r} must be a lowercase slug (letters, digits, '-')")
     if claim.verdict not in VERDICTS:
         raise ValueError(f"verdict {claim.verdict!r} is not one of {VERDICTS}")
+    spec = claim_spec(claim.id)
+    registered = {"claim": spec.text, "order": spec.order, "section": spec.section, "source": spec.source}
+    differs = [k for k, v in registered.items() if getattr(claim, k) != v]
+    if differs:
+        raise ValueError(f"claim {claim.id!r}: {', '.join(differs)} differ from apalu/report/claims.py "
+                         "(record by id with record_verdict)")
     text = json.dumps(asdict(claim), indent=1, ensure_ascii=False) + "\n"
     path = Path(folder or run_ledger_dir(claim.source)) / f"{claim.id}.json"
     atomic_write_text(path, text)
     if publishing():
         atomic_write_text(ledger_dir() / f"{claim.id}.json", text)
     return path
+
+
+def record_verdict(claim_id: str, *, verdict: str, evidence: str, folder: Path | None = None) -> Path:
+    """Record the computed ``verdict`` and ``evidence`` on the registered claim ``claim_id``.
+
+    The claim's text, order, section and source come from :mod:`apalu.report.claims`; an id
+    that is not registered is an error. ``folder`` as in :func:`record`.
+    """
+    spec = claim_spec(claim_id)
+    return record(Claim(id=spec.id, claim=spec.text, verdict=verdict, evidence=evidence, section=spec.section,
+                        source=spec.source, order=spec.order), folder)
 
 
 def load(folder: Path | None = None) -> list[Claim]:
@@ -159,11 +161,12 @@ def _href(section: str, link_prefix: str) -> str:
 
 
 def with_expected(claims: list[Claim]) -> list[Claim]:
-    """``claims`` plus a "not tested here" row for each paper claim that has no record."""
+    """``claims`` plus a "not tested here" row for each registered claim that has no record
+    (so a notebook that stops recording shows), linking to the page that should decide it."""
     have = {c.id for c in claims}
-    missing = [Claim(id=i, claim=text, verdict="not tested here", evidence="no computed record yet",
-                     section="notebooks/ledger", source="apalu/report/ledger.py", order=order)
-               for i, order, text in PAPER_CLAIMS if i not in have]
+    missing = [Claim(id=c.id, claim=c.text, verdict="not tested here", evidence="no computed record yet",
+                     section=c.section, source=c.source, order=c.order)
+               for c in CLAIMS.values() if c.id not in have]
     return sorted(claims + missing, key=lambda c: (c.order, c.id))
 
 
