@@ -1,12 +1,28 @@
-"""A notebook's ``parameters`` cell, read without running it: names, defaults and meanings."""
+"""A notebook's ``parameters`` cell, read without running it (names, defaults and meanings), and
+the set-up every experiment notebook runs once its parameters are checked."""
 
 from __future__ import annotations
 
 import ast
 import json
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["notebook_parameters"]
+__all__ = ["notebook_parameters", "start_experiment"]
+
+
+def start_experiment(name: str, output_dir: str = "") -> tuple[Path, Callable[[], float]]:
+    """Set up an experiment notebook, after its parameters are checked: torch on one thread (the
+    stored numbers were computed so), the book's plot theme; return the output folder
+    (``output_dir``, or ``_build/results/<name>`` when empty) and a wall-clock timer started now."""
+    import seaborn as sns
+    import torch
+
+    from .experiments import resolve_output_dir, timer
+
+    torch.set_num_threads(1)
+    sns.set_theme(style="whitegrid", context="notebook")
+    return resolve_output_dir(output_dir, name), timer()
 
 
 def _trailing_comments(src: str) -> dict[int, str]:
