@@ -130,6 +130,14 @@ def _check_results_dir(name, value):
                          "nor sweep folders (<name>/sweep.yaml)")
 
 
+def _check_ab_pairs(name, value):
+    """(a, b) pairs of APALU parameters: a non-empty list, each a, b > 0."""
+    if not isinstance(value, (list, tuple)) or not value or any(
+            not isinstance(p, (list, tuple)) or len(p) != 2 or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in p) for p in value):
+        raise ValueError(f"parameter {name!r}: must be a non-empty list of (a, b) with a, b > 0, got {value!r}")
+
+
 def _check_path(name, value):
     if not isinstance(value, str):
         raise ValueError(f"parameter {name!r}: must be a path string ('' if absent), got {value!r}")
@@ -156,6 +164,7 @@ RULES = {
     "link_prefix": _check_link_prefix,
     "results_dir": _check_results_dir,
     "level": _check_fraction,
+    "ab_pairs": _check_ab_pairs, "gain_pairs": _check_ab_pairs, "apalu_pairs": _check_ab_pairs,
 }
 _SIZE_KEYS = ("width", "widths", "sizes", "n_train", "n_val", "n_test", "n_samples", "batch_size", "hidden",
               "window", "rep_dim", "max_steps", "cnn_width", "n_classes", "image_size", "n_normal_classes",
