@@ -117,5 +117,5 @@ def test_papermill_stops_in_the_first_cells(notebook, args, message, tmp_path):
     cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     failed = [i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     code_before = [c for c in cells[:failed[0]] if c.cell_type == "code"]
-    assert len(code_before) <= 3  # bootstrap, parameters, injected parameters
+    assert len(code_before) <= 2  # parameters, injected parameters
     assert not list(tmp_path.glob("results*"))  # nothing ran
