@@ -22,8 +22,12 @@ The implementations share one definition:
 Numerics: each branch is evaluated on an input clamped to its own half-line
 (``max(x, 0)`` and ``min(x, 0)``), so the branch not taken never produces ``inf`` and can not put
 NaN into a gradient (the ``torch.where`` trap). ``expm1`` keeps the relative accuracy of the
-negative branch near ``0⁻``; ``1 − σ(kx)`` is computed as ``σ(−kx)``. Half-precision inputs are
-computed in float32 and returned in their own dtype.
+negative branch near ``0⁻``; ``1 − σ(kx)`` is computed as ``σ(−kx)``. The positive branch is
+scaled before it is summed, ``(a·x)·(1 + σ(kx))`` (and ``(g·x)·(1 + σ)`` for the gradient of
+``a``): ``x + x·σ`` overflows for x ≳ 1.7e38 in float32 although ``a·(x + x·σ)`` fits for
+``a < 0.5``. Where ``kx`` itself could overflow (``σ``'s argument, ``kx·σ(−kx)``, SiLU of ``kx``)
+``x`` is first capped at :data:`SATURATE`, beyond which those terms are exact constants. Half-
+precision inputs are computed in float32 and returned in their own dtype.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ from torch import Tensor
 from . import _ext
 
 K = 1.702  # GELU's sigmoid-approximation slope: GELU(x) ≈ x·σ(1.702x)
+# Beyond this x, σ(kx) is exactly 1 and kx·σ(−kx), x·σ(−kx) are exactly 0 in float32 and float64
+# (e^-17020 underflows), so capping x here changes no value; it keeps kx (which overflows float32
+# for x > 2e38) and inf·0 out of the sigmoid/SiLU terms.
+SATURATE = 1e4
 
 __all__ = [
     "K", "apalu", "apalu_compiled", "apalu_reference", "apalu_without_kernel", "clear_workspace", "compute_dtype", "expand_param",
@@ -82,7 +90,11 @@ def _branches(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _forward_math(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     pos, xp, xn = _branches(x)
-    return torch.where(pos, a * (xp + xp * torch.sigmoid(K * xp)), b * torch.expm1(xn))
+    # σ of the capped x: the same value, and autograd's σ' path (g·a·x·σ(1−σ)) never meets inf·0
+    s = torch.sigmoid(K * xp.clamp(max=SATURATE))
+    # elu(x) is expm1(x) on x <= 0 with autograd's derivative exp(x); expm1's is expm1(x) + 1,
+    # which is 0 in float32 for x < -17 (b·g·eˣ lost entirely)
+    return torch.where(pos, (a * xp) * (1 + s), b * torch.nn.functional.elu(xn))
 
 
 def _backward_math(
@@ -90,14 +102,15 @@ def _backward_math(
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients for (x, a, b), in differentiable ops so that double backward works."""
     pos, xp, xn = _branches(x)
-    s = torch.sigmoid(K * xp)
+    xc = xp.clamp(max=SATURATE)
+    s = torch.sigmoid(K * xc)
     grad_x = grad_a = grad_b = None
     if need[0]:
         # d/dx [x + x·σ(kx)] = 1 + σ(kx) + kx·σ(kx)·σ(−kx); σ(−kx) avoids 1 − σ cancellation.
-        dpos = a * (1 + s + K * xp * s * torch.sigmoid(-K * xp))
+        dpos = a * (1 + s + K * xc * s * torch.sigmoid(-K * xc))
         grad_x = grad * torch.where(pos, dpos, b * torch.exp(xn))
     if need[1]:
-        grad_a = torch.where(pos, grad * (xp + xp * s), torch.zeros_like(grad))
+        grad_a = torch.where(pos, (grad * xp) * (1 + s), torch.zeros_like(grad))
         grad_a = grad_a.sum_to_size(a.shape)
     if need[2]:
         grad_b = torch.where(pos, torch.zeros_like(grad), grad * torch.expm1(xn))
@@ -150,7 +163,8 @@ def _forward_fused(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     t = torch.minimum(x, -K * x)
     e = torch.exp(t)
     pos = x >= 0
-    return torch.where(pos, a * x * (1 + 1 / (1 + e)), b * _expm1_fused(t, e))
+    # (a·x) first: x·(1 + σ) overflows for x > 1.7e38 where a·x·(1 + σ) may fit
+    return torch.where(pos, (a * x) * (1 + 1 / (1 + e)), b * _expm1_fused(t, e))
 
 
 def _backward_fused(
@@ -163,10 +177,10 @@ def _backward_fused(
     grad_x = grad_a = grad_b = None
     if need[0]:
         # kx·e·s² -> 0 as x -> +inf; clamp x so that inf·0 can not appear at x = +inf
-        kx = K * x.clamp(max=1e4)
+        kx = K * x.clamp(max=SATURATE)
         grad_x = grad * torch.where(pos, a * (1 + s + kx * e * s * s), b * e)
     if need[1]:
-        grad_a = torch.where(pos, grad * x * (1 + s), 0.0).sum_to_size(a.shape)
+        grad_a = torch.where(pos, (grad * x) * (1 + s), 0.0).sum_to_size(a.shape)
     if need[2]:
         grad_b = torch.where(pos, 0.0, grad * _expm1_fused(t, e)).sum_to_size(b.shape)
     return grad_x, grad_a, grad_b
@@ -228,29 +242,36 @@ def clear_workspace() -> None:
     _WORKSPACE.buf = None
 
 
-def _kpos(x: Tensor) -> Tensor:
-    """k·max(x, 0) into the scratch tensor (``aten.elu(x, 0, k)`` would evaluate exp on x < 0)."""
-    return torch.clamp(x, min=0, out=_scratch(x)).mul_(K)
+def _kcap(x: Tensor, sign: float = 1.0) -> Tensor:
+    """±k·min(max(x, 0), SATURATE) into the scratch tensor: the SiLU argument, finite for every x
+    (k·x overflows float32 for x > 2e38; SiLU and its slope are exact constants past the cap).
+    ``aten.elu(x, 0, k)`` would evaluate exp on x < 0."""
+    return torch.clamp(x, min=0, max=SATURATE, out=_scratch(x)).mul_(sign * K)
 
 
 def _forward_eager(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """Forward in a few fused ATen kernels with in-place updates (eager CPU/GPU).
 
+    ``x·(1 + σ(kx)) = 2x − x·σ(−kx)`` on x >= 0, where ``x·σ(−kx) = −silu(−kx)/k`` is at most
+    x/2 (no cancellation; the result is at least 1.5x) and exactly 0 past :data:`SATURATE`, so
+    its argument can be capped: nothing overflows unless the result does (the earlier
+    ``a·x + (a/k)·silu(kx)`` turned kx into inf for x > 2e38).
     ``aten.elu(x, α, scale)`` is ``scale·x`` on x > 0 and ``α·scale·expm1(x)`` on x <= 0: with
-    α = b/a, scale = a it gives both linear parts at once. The SiLU of ``k·max(x, 0)`` is
-    ``k·x·σ(kx)`` on x >= 0 and 0 elsewhere. Scalar a, b: 5 passes, 2 input-sized allocations
-    (the result and the reused scratch, see _scratch).
+    α = b/2a, scale = 2a it gives both linear parts at once. Scalar a, b: 5 passes, 2
+    input-sized allocations (the result and the reused scratch, see _scratch).
     """
     ab = _eager_scalars(x, a, b)
-    p = _kpos(x)  # k·max(x, 0)
     if ab is not None and ab[0] != 0.0:
         af, bf = ab
-        y = torch.ops.aten.elu(x, bf / af, af, 1.0)  # a·x on x > 0, b·expm1(x) on x <= 0
-        torch.nn.functional.silu(p, inplace=True)
+        p = _kcap(x, -1.0)  # −k·x⁺ (capped)
+        y = torch.ops.aten.elu(x, bf / (2 * af), 2 * af, 1.0)  # 2a·x on x > 0, b·expm1(x) on x <= 0
+        torch.nn.functional.silu(p, inplace=True)  # −kx·σ(−kx) on x >= 0, 0 elsewhere
         return y.add_(p, alpha=af / K)
-    # per-channel: b·expm1(min(x, 0)) + (a/k)·(p + silu(p)), no cancellation between a and b
+    # per-channel: b·expm1(min(x, 0)) + 2a·x⁺ + (a/k)·silu(−kx⁺), no cancellation between a and b
     y = torch.clamp(x, max=0).expm1_().mul_(b)
-    y.addcmul_(p, a / K)
+    p = torch.clamp(x, min=0, out=_scratch(x))
+    y.addcmul_(p, a + a)  # p·(2a): 1·p is exact, so only the product can overflow
+    p.clamp_(max=SATURATE).mul_(-K)
     torch.nn.functional.silu(p, inplace=True)
     return y.addcmul_(p, a / K)
 
@@ -279,21 +300,24 @@ def _backward_eager(
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Backward in fused ATen kernels: ``silu_backward`` gives the positive-branch slope,
     ``elu_backward`` the negative one (b·eˣ, exact), one ``where`` joins them at x >= 0.
-    Σ g·(x + x·σ(kx)) for a is (Σ g·kx⁺ + Σ g·silu(kx⁺))/k: two dot products, no product
-    tensor for scalar a and b."""
+    Σ g·(x + x·σ(kx)) for a is 2·Σ g·x⁺ + Σ g·silu(−kx⁺)/k (see _forward_eager; kx⁺ capped):
+    two dot products, no product tensor for scalar a and b."""
     ab = _eager_scalars(x, a, b)
     g = grad
-    kp = _kpos(x)  # k·max(x, 0)
     gx = ga = gb = None
     if need[0] or need[1]:
         gx = torch.empty_like(x)
     if need[1]:
+        kp = torch.clamp(x, min=0, out=_scratch(x))  # x⁺, uncapped
         ga = _dot(kp, g, a, scratch=gx)
+        kp.clamp_(max=SATURATE).mul_(K)
+    else:
+        kp = _kcap(x)  # k·x⁺, capped: silu'(kx) is exactly 1 past the cap
     if need[0]:
         torch.ops.aten.silu_backward.grad_input(g, kp, grad_input=gx)  # g·silu'(kx⁺)
     if need[1]:
-        torch.nn.functional.silu(kp, inplace=True)  # k·x·σ(kx) on x >= 0, else 0
-        ga = (ga + _dot(kp, g, a)) / K
+        torch.nn.functional.silu(kp.neg_(), inplace=True)  # −kx·σ(−kx) on x >= 0, else 0
+        ga = 2 * ga + _dot(kp, g, a) / K
     if need[0] and ab is not None and ab[0] != 0.0:
         af, bf = ab
         gx.add_(g)  # G = g·(1 + silu'(kx⁺)): the positive slope over a; exactly 1.5·g on x < 0

@@ -95,6 +95,7 @@ def test_special_values_float32(impl):
     assert y[0].isnan() and y[1].item() == float("inf") and y[2].item() == pytest.approx(-0.8)
     assert y[3].item() == 0.0 and y[4].item() == 0.0
     assert x.grad[0].isnan()
+    assert x.grad[1].item() == pytest.approx(2 * 1.5)  # a·(1 + σ + kx·σ(−kx)) -> 2a at +inf
     assert x.grad[2].item() == 0.0  # b·e^-inf
     assert x.grad[3].item() == pytest.approx(1.5 * 1.5) and x.grad[4].item() == pytest.approx(2.25)
 

@@ -3,6 +3,9 @@
 //
 //   f(x) = a·(x + x·σ(kx))  for x >= 0,    b·(eˣ − 1)  for x < 0,    k = 1.702
 //
+// The positive branch is scaled before it is summed, (a·x)·(1 + σ) (and (g·x)·(1 + σ) for the
+// gradient of a), so it overflows only where the true value does.
+//
 // One exponential per element: t = min(x, −kx) is −kx on x >= 0 and x on x < 0 (always <= 0, so
 // eᵗ never overflows); σ(kx) = 1/(1 + eᵗ) on x >= 0, and eˣ − 1 on x < 0 comes from the same
 // range reduction with full relative accuracy near 0⁻ (see exp_parts).
@@ -72,7 +75,9 @@ inline Vec forward_vec(const Vec& x, const Vec& a, const Vec& b) {
   Vec t = at::vec::clamp_max(x, x * Vec(-K));  // NaN in x: NaN in both operands
   ExpParts ex = exp_parts(t);
   Vec r = (ex.e + Vec(1.0f)).reciprocal();  // σ(kx) on x >= 0
-  Vec yp = a * at::vec::fmadd(x, r, x);
+  // a·x first: x + x·σ overflows for x > 1.7e38 although a·(x + x·σ) fits for a < 0.5
+  Vec ax = a * x;
+  Vec yp = at::vec::fmadd(ax, r, ax);
   Vec yn = b * ex.em1;
   return Vec::blendv(yn, yp, x >= Vec(0.0f));  // NaN fails x >= 0: the NaN of yn
 }
@@ -94,7 +99,8 @@ inline Grads backward_vec(const Vec& g, const Vec& x, const Vec& a, const Vec& b
   Vec dpos = a * (one + r + kx * e * r * r);
   Grads out;
   out.gx = g * Vec::blendv(b * e, dpos, pos);
-  out.ga = Vec::blendv(zero, g * at::vec::fmadd(x, r, x), pos);
+  Vec gxv = g * x;  // g·x first, as in forward_vec: no overflow unless the term itself does
+  out.ga = Vec::blendv(zero, at::vec::fmadd(gxv, r, gxv), pos);
   out.gb = Vec::blendv(g * ex.em1, zero, pos);
   return out;
 }
