@@ -158,7 +158,7 @@ test-ledger: $(STAMP)
 
 test-browser: $(STAMP)
 	@test -f $(HTML)/index.html || { echo "no built book: run 'make book' first"; exit 1; }
-	APALU_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest tests/test_browser.py \
+	APALU_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest tests/docs/test_browser.py \
 	  -m browser -p no:cacheprovider
 
 lock:

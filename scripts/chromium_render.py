@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render a page in headless Chromium with the network cut off, the way tests/test_browser.py does.
+"""Render a page in headless Chromium with the network cut off, the way tests/docs/test_browser.py does.
 
     python scripts/chromium_render.py _build/html/book/intro.html --screenshot out.png
 

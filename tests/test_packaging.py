@@ -54,7 +54,7 @@ CORE = dist_names(PROJECT["dependencies"])
 EXTRAS = {k: dist_names(v) for k, v in PROJECT["optional-dependencies"].items()}
 DECLARED = CORE.union(*EXTRAS.values())
 
-LOCAL = {"apalu"} | {p.stem for d in ("tests", "scripts", "scripts/sphinx_ext") for p in (ROOT / d).glob("*.py")}
+LOCAL = {"apalu"} | {p.stem for d in ("tests", "scripts") for p in (ROOT / d).rglob("*.py")}
 THIRD_PARTY_SKIP = set(sys.stdlib_module_names) | LOCAL
 
 

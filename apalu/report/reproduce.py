@@ -56,7 +56,7 @@ class Tolerance:
 
 # Across the CPUs and code paths measured (AVX512 / AVX2 ATen kernels, the APALU C++ kernel on
 # or off, 1 or 2 threads) trained-model numbers moved by at most about 1.3% (a share of 0.2710
-# against 0.2744); 2% leaves a margin and still catches a real change (tests/test_reproduce.py).
+# against 0.2744); 2% leaves a margin and still catches a real change (tests/report/test_reproduce.py).
 DEFAULT = Tolerance()
 
 # A number: optional sign (ASCII or the Unicode minus that formatted text uses), digits with an

@@ -1,7 +1,7 @@
 r"""The analysis of APALU in SymPy, and the numeric facts derived from it.
 
 Everything the theory chapters of the book state is computed here, so that the notebooks only
-narrate and assert, and ``tests/test_theory.py`` can check each result against the PyTorch
+narrate and assert, and ``tests/theory/test_theory.py`` can check each result against the PyTorch
 implementation (:func:`apalu.functional.apalu`) by autograd.
 
 Notation: ``x`` the pre-activation, ``a, b > 0`` the APALU parameters, ``k = 1.702`` (kept exact as

@@ -2,7 +2,7 @@
 
 Sphinx adds MathJax only to pages that contain math themselves, but titles with math
 (e.g. "Sensitivity to the initialization of $a$ and $b$") also appear in the sidebar and the
-previous/next links of other pages, where they stayed raw TeX. tests/test_browser.py checks it.
+previous/next links of other pages, where they stayed raw TeX. tests/docs/test_browser.py checks it.
 """
 
 

@@ -10,7 +10,7 @@ from apalu.sweep.collect import collect, list_sweeps, sweep_overview# noqa: E402
 from apalu.report.ledger import Claim# noqa: E402
 from apalu.report.sweep_report import describe_sweep, plot_sweep_summary# noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "data" / "results"
 
 
 def test_committed_sweep_is_described_and_plotted():

@@ -22,7 +22,7 @@ from apalu import sweep as sw
 from apalu.lab.notebook import notebook_parameters
 from apalu.sweep import executors, runs, spec as spec_module
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "tiny.ipynb"
 
 

@@ -2,7 +2,7 @@
 
 Run after `make book` (``make test`` does both):
 
-    pytest -m browser tests/test_browser.py
+    pytest -m browser tests/docs/test_browser.py
 
 Pages: the landing page (``root`` of _toc.yml) and every page under notebooks/ that _toc.yml
 lists. Each is rendered in headless Chromium (scripts/chromium_render.py) with every host name
@@ -36,7 +36,7 @@ bs4 = pytest.importorskip("bs4")
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HTML = Path(os.environ.get("APALU_BOOK_HTML", ROOT / "_build" / "html")).resolve()
 SHOTS = ROOT / "artifacts" / "screenshots"
 

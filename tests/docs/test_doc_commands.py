@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "book/rerun.md")
 BIN = Path(sys.executable).parent
 
@@ -95,7 +95,7 @@ def _runner(cmd: str, tmp: Path) -> list[str] | None:
     if argv[1:3] == ["-m", "pytest"] and "-m" in argv[3:] and "bench" in argv:
         # The timing test measures this machine, which CI does not judge: collect it, run nothing timed.
         return argv + ["--collect-only", "-q", "-p", "no:cacheprovider"]
-    raise AssertionError(f"no runner for a command in the docs: {cmd!r}; add one to tests/test_doc_commands.py")
+    raise AssertionError(f"no runner for a command in the docs: {cmd!r}; add one to tests/docs/test_doc_commands.py")
 
 
 def test_the_docs_show_commands():

@@ -10,8 +10,8 @@ import yaml
 from apalu._version import __version__
 from apalu.report.citation import bibtex_entry, book_bibtex
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((Path(__file__).parent / "schemas" / "cff-1.2.0.schema.json").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "cff-1.2.0.schema.json").read_text())
 
 
 def test_citation_cff_is_valid_cff_1_2():

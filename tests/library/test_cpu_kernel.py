@@ -12,7 +12,6 @@ import torch
 
 import apalu._ext as ext
 from apalu.functional import _backward_math, _forward_math, apalu, apalu_without_kernel
-from autograd_helpers import grads
 
 torch.set_num_threads(2)
 
@@ -63,7 +62,7 @@ CASES = [
 
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("name,shape,channels", CASES, ids=[c[0] for c in CASES])
-def test_values_and_gradients_float32(impl, name, shape, channels):
+def test_values_and_gradients_float32(grads, impl, name, shape, channels):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(shape, generator=gen) * 4
     flat = x.view(-1)
@@ -106,7 +105,7 @@ def test_kernel_near_zero_from_below_keeps_relative_accuracy():
     torch.testing.assert_close(y.double(), torch.expm1(x.double()), rtol=3e-7, atol=0)
 
 
-def test_kernel_is_deterministic_and_thread_count_only_reorders_sums():
+def test_kernel_is_deterministic_and_thread_count_only_reorders_sums(grads):
     gen = torch.Generator().manual_seed(2)
     x, g = torch.randn(64, 16, 33, 33, generator=gen), torch.randn(64, 16, 33, 33, generator=gen)
     a, b = torch.rand(16, generator=gen) + 0.5, torch.rand(16, generator=gen) + 0.5
@@ -123,7 +122,7 @@ def test_kernel_is_deterministic_and_thread_count_only_reorders_sums():
         torch.testing.assert_close(u, v, rtol=1e-6, atol=1e-4)
 
 
-def test_compiled_graph_calls_the_kernel_without_graph_break():
+def test_compiled_graph_calls_the_kernel_without_graph_break(grads):
     if not ext.available():
         pytest.skip(ext.status())
     from torch._inductor.utils import run_and_get_code
@@ -148,7 +147,7 @@ def test_disabled_by_environment(monkeypatch):
     torch.testing.assert_close(y, torch.tensor([-0.6321205, 1.8457958]))
 
 
-def test_huge_page_advice_changes_memory_layout_only():
+def test_huge_page_advice_changes_memory_layout_only(grads):
     if not ext.available():
         pytest.skip(ext.status())
     gen = torch.Generator().manual_seed(3)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from apalu.report.cost_report import target_rows, targets_markdown
 
-BENCH = Path(__file__).resolve().parents[1] / "data" / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "data" / "bench"
 
 
 def _ops(compiled_fb: float) -> pd.DataFrame:

@@ -15,7 +15,6 @@ import torch
 import apalu.functional as AF
 from apalu import APALU
 from apalu.functional import apalu, apalu_compiled, apalu_reference, apalu_without_kernel
-from autograd_helpers import assert_same_as, grads
 
 torch.set_num_threads(1)
 
@@ -35,14 +34,14 @@ SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (2, 4, 33)]
 
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_eager_fast_path_matches_reference(shape, per_channel):
+def test_eager_fast_path_matches_reference(assert_same_as, shape, per_channel):
     x, a, b, g = _case(shape, per_channel)
     assert AF._plain_cpu(x, AF.expand_param(a, x), AF.expand_param(b, x))
     assert_same_as(apalu, apalu_reference, x, a, b, g, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_eager_fast_path_special_points(dtype):
+def test_eager_fast_path_special_points(grads, dtype):
     x = torch.tensor([0.0, -0.0, 1e-8, -1e-8, 20.0, -20.0, 1e30, -1e30, float("inf"), float("-inf")],
                      dtype=dtype)
     a, b = torch.tensor(1.3, dtype=dtype), torch.tensor(0.7, dtype=dtype)
@@ -57,13 +56,13 @@ def test_eager_fast_path_special_points(dtype):
     assert got[1][1].item() == pytest.approx(1.5 * 1.3)
 
 
-def test_eager_mixed_scalar_and_per_channel_and_zero_a():
+def test_eager_mixed_scalar_and_per_channel_and_zero_a(assert_same_as):
     x, a, b, g = _case((2, 3, 4), True)
     for pa, pb in ((a[:1], b), (a, b[:1]), (torch.zeros(1, dtype=a.dtype), b[:1])):
         assert_same_as(apalu, apalu_reference, x, pa, pb, g, rtol=1e-10, atol=1e-12)
 
 
-def test_eager_expanded_and_noncontiguous_inputs():
+def test_eager_expanded_and_noncontiguous_inputs(assert_same_as):
     x = torch.randn(4, 6, dtype=torch.float64).t()  # non-contiguous
     a = torch.tensor(1.3, dtype=torch.float64)
     b = torch.tensor(0.6, dtype=torch.float64)
@@ -73,7 +72,7 @@ def test_eager_expanded_and_noncontiguous_inputs():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_matches_reference(dtype):
+def test_half_precision_matches_reference(grads, dtype):
     x, a, b, g = _case((2, 3, 9), True, dtype=dtype)
     got = grads(apalu, x, a, b, g)
     want = grads(apalu_reference, x, a, b, g)
@@ -82,7 +81,7 @@ def test_half_precision_matches_reference(dtype):
         torch.testing.assert_close(u.float(), v.float(), rtol=1e-2, atol=1e-2)
 
 
-def test_only_needed_gradients():
+def test_only_needed_gradients(grads):
     x, a, b, g = _case((2, 3, 5), True)
     xl = x.clone().requires_grad_()
     y = apalu(xl, a, b)  # a, b without grad
@@ -98,7 +97,7 @@ def test_only_needed_gradients():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_math_matches_reference(dtype):
+def test_fused_math_matches_reference(grads, dtype):
     """The single-exp form (what the compiler sees), run eagerly."""
     x, a, b, g = _case((3, 4, 50), True, dtype=dtype)
     x[0, 0, :5] = torch.tensor([0.0, -1e-8, 1e-8, -0.25, -0.2500001], dtype=dtype)
@@ -156,7 +155,7 @@ def test_compiled_relative_accuracy_near_zero_from_below(compiled_grads):
 
 
 @pytest.mark.parametrize("which", ["kernel", "inductor"])
-def test_compiled_matches_eager_per_channel_and_infinity(which):
+def test_compiled_matches_eager_per_channel_and_infinity(grads, which):
     torch._dynamo.reset()
     x, a, b, g = _case((2, 3, 16), True, dtype=torch.float32)
     x[0, 0, 0] = float("inf")

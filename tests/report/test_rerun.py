@@ -6,7 +6,7 @@ import pytest
 
 from apalu.report.rerun import parameters_table, sweeps_table, toc_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_toc_notebooks_are_in_reading_order():

@@ -11,7 +11,7 @@ from apalu.report import claims as registry
 from apalu.report import ledger
 from apalu.report.ledger import Claim
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _claim(**kw):

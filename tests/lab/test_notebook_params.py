@@ -3,7 +3,7 @@
 Each case is what papermill would inject (``-p`` gives numbers or text, ``-y`` YAML values):
 :func:`apalu.lab.params.check_notebook` sees the notebook's namespace after injection and the names
 the injected cell assigned. Every notebook calls it first thing after its parameters
-(tests/test_notebooks_meta.py); a few cases also run through papermill end to end below.
+(tests/docs/test_notebooks_meta.py); a few cases also run through papermill end to end below.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from apalu.lab import params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # (notebook, injected parameters, the text the message must contain)
 BAD = [

@@ -16,7 +16,7 @@ import pytest
 
 from apalu.report.reproduce import DEFAULT, TAG, Tolerance, cell_tolerance, compare_ledgers, compare_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("stored,fresh", [

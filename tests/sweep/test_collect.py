@@ -17,7 +17,7 @@ import pytest
 
 from apalu.sweep import collect as co
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_run(sweep: Path, rid: str, params: dict, status: str = "complete", rows: list[dict] | None = None,

@@ -1,7 +1,7 @@
 """apalu._ext: one kernel cache per build of the source, a visible build, the no-compiler fallback.
 
 The real build (about 40 s) is not repeated here: ``cpp_extension.load`` is replaced by a fake
-that records what it was asked; tests/test_cpu_kernel.py exercises the built kernel.
+that records what it was asked; tests/library/test_cpu_kernel.py exercises the built kernel.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 
 from apalu._version import __version__
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
     "book_provenance", ROOT / "scripts" / "sphinx_ext" / "book_provenance.py")
 bp = importlib.util.module_from_spec(_spec)
