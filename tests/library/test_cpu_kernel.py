@@ -74,8 +74,9 @@ def test_values_and_gradients_float32(grads, impl, name, shape, channels):
     got = grads(IMPLS[impl], x, a, b, g)
     shape = [] if channels == 1 else [channels] + [1] * max(x.dim() - 2, 0)
     want = _reference(x, a.view(shape), b.view(shape), g)
-    # the kernel rounds once per formula; the ATen path composes several rounded kernels
-    ulps = 4 if impl == "kernel" else 12
+    # the kernel rounds once per formula; the ATen path composes several rounded kernels (and is
+    # what the default takes when the kernel is off: APALU_CPU_KERNEL=0, or no compiler)
+    ulps = 4 if impl == "kernel" and ext.available() else 12
     for u, v, what in zip(got[:2], want[:2], ("value", "grad x")):
         _assert_close_f32(u, v, f"{impl} {name} {what}", ulps)
     # parameter gradients are sums of float32-rounded terms
