@@ -23,16 +23,19 @@ def _clean(values) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def _too_few(x: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of fewer than two values: no interval (NaN), and no mean of nothing."""
+    return (float(x.mean()) if len(x) else math.nan), math.nan, math.nan
+
+
 def t_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high) from Student's t; NaN bounds with fewer than two finite values."""
     from scipy import stats
 
     x = _clean(values)
-    if len(x) == 0:
-        return (math.nan,) * 3
-    m = float(x.mean())
     if len(x) < 2:
-        return m, math.nan, math.nan
+        return _too_few(x)
+    m = float(x.mean())
     half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return m, m - half, m + half
 
@@ -40,11 +43,9 @@ def t_ci(values, level: float = 0.95) -> tuple[float, float, float]:
 def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """(mean, low, high): percentile bootstrap of the mean, seeded (same input → same interval)."""
     x = _clean(values)
-    if len(x) == 0:
-        return (math.nan,) * 3
-    m = float(x.mean())
     if len(x) < 2:
-        return m, math.nan, math.nan
+        return _too_few(x)
+    m = float(x.mean())
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
