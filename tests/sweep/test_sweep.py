@@ -553,6 +553,4 @@ def test_submitted_runs_and_stale_staging_of_dead_jobs(book):
     assert live.exists() and not dead.exists()
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a Slurm cluster (sbatch, squeue)")
-def test_real_cluster_squeue_answers():  # pragma: no cover - only on a cluster
-    assert executors._jobs_alive([{"job_id": "0", "cluster": "slurm", "run_ids": []}]) == set()
+# The Slurm path against a real cluster (squeue, sbatch, scancel): tests/sweep/test_slurm.py.
