@@ -28,7 +28,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TAG", "Tolerance", "DEFAULT", "compare_text", "cell_tolerance", "compare_ledgers"]
+from .claims import EVIDENCE_TOLERANCE
+
+__all__ = ["TAG", "Tolerance", "DEFAULT", "compare_text", "cell_tolerance", "tolerance_from", "compare_ledgers"]
 
 TAG = "trained-numbers"  # notebook cell tag: this cell prints numbers from trained models
 
@@ -40,7 +42,7 @@ class Tolerance:
     rel: float = 0.02  # fraction of the reference value
     digits: float = 2.0  # units of the last printed digit (covers rounding near 0)
     abs: float = 0.0  # an absolute amount, for quantities on a known scale (a cell states why)
-    ci: float = 0.1  # fraction of the interval's width, for each number of "m [low, high]"
+    ci: float = 0.2  # fraction of the interval's width, for each number of "m [low, high]"
 
     def allowance(self, ref: str, interval_width: float | None = None) -> float:
         value = float(ref.replace("\u2212", "-"))
@@ -131,11 +133,9 @@ def _first_difference(exp: str, act: str) -> str:
     return f"{exp[max(0, i - 40):i + 40]!r}, got {act[max(0, i - 40):i + 40]!r}"
 
 
-def cell_tolerance(metadata: dict) -> Tolerance | None:
-    """The tolerance a notebook cell's metadata declares; ``None`` for an exact cell."""
-    if TAG not in metadata.get("tags", []):
-        return None
-    override = metadata.get("repro_tolerance", {})
+def tolerance_from(override: dict) -> Tolerance:
+    """The default tolerance with an override's fields (``rel``, ``digits``, ``abs``, ``ci``); an
+    override must say ``why``."""
     fields = {"rel", "digits", "abs", "ci"}
     unknown = set(override) - fields - {"why"}
     if unknown:
@@ -143,6 +143,13 @@ def cell_tolerance(metadata: dict) -> Tolerance | None:
     if set(override) - {"why"} and not override.get("why"):
         raise ValueError("repro_tolerance: a cell that sets its own tolerance says why, in 'why'")
     return Tolerance(**{**DEFAULT.__dict__, **{k: v for k, v in override.items() if k != "why"}})
+
+
+def cell_tolerance(metadata: dict) -> Tolerance | None:
+    """The tolerance a notebook cell's metadata declares; ``None`` for an exact cell."""
+    if TAG not in metadata.get("tags", []):
+        return None
+    return tolerance_from(metadata.get("repro_tolerance", {}))
 
 
 def _records(folder: Path) -> dict[str, dict]:
@@ -154,7 +161,8 @@ def compare_ledgers(committed: Path, fresh: list[Path], tolerance: Tolerance = D
 
     ``fresh``: the folders the re-run notebooks wrote their records to. Every committed record
     must be written again; the verdict and every field but the evidence must be equal; the
-    evidence is compared with :func:`compare_text` under ``tolerance``.
+    evidence is compared with :func:`compare_text` under ``tolerance``, or under the claim's own
+    (:data:`apalu.report.claims.EVIDENCE_TOLERANCE`).
     """
     old = _records(committed)
     new: dict[str, dict] = {}
@@ -169,7 +177,8 @@ def compare_ledgers(committed: Path, fresh: list[Path], tolerance: Tolerance = D
         o, n = old[cid], new[cid]
         for key in sorted(set(o) | set(n)):
             if key == "evidence":
-                problems += [f"{cid}: evidence: {p}" for p in compare_text(o.get(key, ""), n.get(key, ""), tolerance)]
+                own = tolerance_from(EVIDENCE_TOLERANCE[cid]) if cid in EVIDENCE_TOLERANCE else tolerance
+                problems += [f"{cid}: evidence: {p}" for p in compare_text(o.get(key, ""), n.get(key, ""), own)]
             elif o.get(key) != n.get(key):
                 problems.append(f"{cid}: {key} changed from {o.get(key)!r} to {n.get(key)!r}")
     return problems
