@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["repo_root"]
+__all__ = ["repo_root", "display_path"]
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -18,3 +18,13 @@ def repo_root(start: Path | None = None) -> Path:
         if (folder / "_toc.yml").exists():
             return folder
     raise FileNotFoundError(f"no _toc.yml above {here}; set APALU_BOOK_ROOT to the book's root")
+
+
+def display_path(path: Path | str) -> str:
+    """``path`` as a reader should see it: relative to the book's root when inside it (the build
+    machine's absolute folders say nothing to a reader), else as given."""
+    path = Path(path)
+    try:
+        return Path(path).resolve().relative_to(repo_root().resolve()).as_posix()
+    except (ValueError, FileNotFoundError):
+        return str(path)
