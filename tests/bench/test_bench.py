@@ -12,6 +12,9 @@ import torch
 
 from apalu import bench
 
+TINY = ["--shape", "2,4,3,3", "--sizes", "2048", "--repeats", "1", "--warmup", "0", "--batch", "2",
+        "--no-compile", "--threads", "1", "--skip", "overhead"]
+
 
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as e:
@@ -21,12 +24,12 @@ def test_cli_help(capsys):
 
 
 def test_cli_smoke_tiny_writes_csvs_and_machine(tmp_path, capsys):
-    rc = bench.main(["--shape", "2,4,3,3", "--repeats", "1", "--warmup", "0", "--batch", "2",
-                     "--no-compile", "--threads", "1", "--out", str(tmp_path)])
+    rc = bench.main([*TINY, "--out", str(tmp_path)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "ratio_to_gelu" in text and "saved_inputs_per_layer" in text
-    for name in ("ops_cpu.csv", "memory_cpu.csv", "e2e_cpu.csv", "flops.csv"):
+    assert "ratio_to_gelu" in text and "saved_inputs_per_layer" in text and "## targets" in text
+    for name in ("ops_cpu.csv", "memory_cpu.csv", "e2e_cpu.csv", "flops.csv", "modules_cpu.csv",
+                 "steps_cpu.csv", "targets_cpu.csv"):
         rows = list(csv.DictReader((tmp_path / name).open()))
         assert rows, name
     ops = list(csv.DictReader((tmp_path / "ops_cpu.csv").open()))
@@ -34,13 +37,30 @@ def test_cli_smoke_tiny_writes_csvs_and_machine(tmp_path, capsys):
     for want in ("gelu (native)", "relu (native)", "leaky_relu (native)", "prelu (native, scalar)",
                  "elu (native)", "gelu_tanh (native)", "silu (native)",
                  "apalu (reference eager, scalar)", "apalu (lean eager, per-channel)",
-                 "apalu (ATen eager, scalar)"):
+                 "apalu (ATen eager, scalar)", "copy (preallocated)"):
         assert want in labels
     gelu = [r for r in ops if r["label"] == "gelu (native)"]
     assert all(float(r["ratio_to_gelu"]) == 1.0 for r in gelu)
+    targets = list(csv.DictReader((tmp_path / "targets_cpu.csv").open()))
+    assert {r["verdict"] for r in targets} <= {"met", "not met", ""}
+    assert any(r["group"] == "small tensors" for r in targets)
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["cpu"]["torch_threads"] == 1 and "loadavg_before" in machine["cpu"]
     assert "CPU kernel" in machine["cpu"]["apalu_cpu_kernel"]
+
+
+def test_cuda_without_a_gpu_fails_in_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device", "cuda", *TINY])
+    msg = str(e.value.code)
+    assert "--device cuda needs a CUDA GPU" in msg and "\n" not in msg
+
+
+def test_unknown_part_is_refused():
+    with pytest.raises(SystemExit, match="unknown part"):
+        bench.main(["--skip", "opz"])
 
 
 def test_interleaved_timing_shape():
@@ -49,6 +69,39 @@ def test_interleaved_timing_shape():
                           repeats=3, warmup=1, device=torch.device("cpu"))
     assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then rounds interleaved
     assert len(t["a"]) == len(t["b"]) == 3
+
+
+def test_inner_calls_per_sample():
+    calls = []
+    t = bench.time_rounds({"a": lambda: calls.append(1)}, repeats=2, warmup=0,
+                          device=torch.device("cpu"), inner=5)
+    assert len(calls) == 10 and len(t["a"]) == 2
+
+
+def test_module_table_ratios_to_matching_prelu():
+    rows = bench.module_table(sizes=(2048,), repeats=2, warmup=0)
+    keyed = {(r["activation"], r["params"], r["direction"]): r for r in rows}
+    assert len(rows) == 7 * 2
+    for d in ("forward", "forward+backward"):
+        assert keyed[("gelu", "none", d)]["ratio_to_gelu"] == 1.0
+        assert keyed[("prelu", "scalar", d)]["ratio_to_prelu"] == 1.0
+        assert keyed[("prelu", "per-channel", d)]["ratio_to_prelu"] == 1.0
+    assert keyed[("apalu", "per-channel", "forward")]["shape"] == "64x32"
+
+
+def test_mlp_step_table_has_relu_prelu_apalu():
+    rows = bench.mlp_step_table(batch=4, repeats=1, warmup=0, device=torch.device("cpu"), inner=1)
+    keyed = {(r["activation"], r["params"]): r for r in rows}
+    assert keyed[("relu", "none")]["ratio_to_relu"] == 1.0
+    assert {("prelu", "scalar"), ("apalu", "scalar"), ("apalu", "per-channel")} <= set(keyed)
+    assert all(r["optimizer"] == "Adam" and r["model"] == "MLP 3x32" for r in rows)
+
+
+def test_overhead_breakdown_components_add_up():
+    rows = bench.breakdown("apalu", calls=5, repeats=2)
+    assert [r["component"] for r in rows] == ["Python", "dispatch", "softplus", "kernel"]
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0, rel=1e-6)
+    assert {r["component"]: r for r in rows}["softplus"]["us_per_call_profiled"] > 0
 
 
 def test_memory_table_lean_apalu_saves_one_input_like_gelu():
