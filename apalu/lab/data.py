@@ -12,7 +12,9 @@ Embedded (always available, nothing downloads):
 From a user-given ``path`` (an error says what was expected where when it is missing or wrong):
 
 * ``"mnist"`` / ``"fashion_mnist"`` — the four IDX files (optionally ``.gz``);
-* ``"cifar10"`` — CIFAR-10: the binary batches (``cifar-10-batches-bin``, preferred when present)
+* ``"cifar10"`` — CIFAR-10: the binary distribution ``cifar-10-binary.tar.gz`` (the file, or a
+  folder holding it; read member by member as raw bytes, never extracted), the binary batches
+  (``cifar-10-batches-bin``, preferred when present)
   or the python ones (``data_batch_1..5``, ``test_batch``) through a restricted unpickler that
   builds numpy arrays, lists and dicts only (a crafted pickle can not run code);
 * ``"sign_mnist"`` — Sign-Language-MNIST ``sign_mnist_train.csv`` / ``sign_mnist_test.csv``;
@@ -264,7 +266,7 @@ def _idx_dataset(path, name: str):
 
 # ---- CIFAR-10: the binary distribution, or the python one through a restricted unpickler
 
-_CIFAR_EXPECTED = ("the CIFAR-10 binary folder (cifar-10-batches-bin: data_batch_1..5.bin, test_batch.bin) "
+_CIFAR_EXPECTED = ("cifar-10-binary.tar.gz (or a folder holding it), the CIFAR-10 binary folder (cifar-10-batches-bin: data_batch_1..5.bin, test_batch.bin) "
                    "or python folder (cifar-10-batches-py: data_batch_1..5, test_batch)")
 _CIFAR_CLASSES = 10
 _CIFAR_PIXELS = 3 * 32 * 32
@@ -355,9 +357,10 @@ def _batch_arrays(d: dict, f: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), y
 
 
-def _read_cifar_bin(f: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One binary batch: records of 1 label byte + 3072 pixel bytes (ValueError naming ``f``)."""
-    raw = np.fromfile(f, dtype=np.uint8)
+def _read_cifar_bin(f: Path | str, data: bytes | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One binary batch: records of 1 label byte + 3072 pixel bytes (ValueError naming ``f``);
+    ``data``: the batch's bytes when they come from the archive rather than the file ``f``."""
+    raw = np.fromfile(f, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
     if raw.size == 0 or raw.size % _CIFAR_RECORD:
         raise ValueError(f"dataset 'cifar10': {f} is {raw.size} bytes; expected a positive multiple of "
                          f"{_CIFAR_RECORD} (1 label byte + {_CIFAR_PIXELS} pixel bytes per image)")
@@ -374,8 +377,48 @@ def _cifar_source(folder: Path) -> tuple[Path, bool]:
     return folder, (folder / "data_batch_1.bin").is_file()
 
 
+CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"  # the binary distribution, as downloaded
+
+
+def _cifar_archive_batches(archive: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The six batches read from the binary distribution's archive, never extracted: only the
+    regular-file members ``cifar-10-batches-bin/<batch>.bin`` are read, as raw bytes."""
+    import tarfile
+
+    stems = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    wanted = {f"cifar-10-batches-bin/{s}.bin": s for s in stems}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                stem = wanted.get(member.name.removeprefix("./"))
+                if stem is None or not member.isfile():
+                    continue
+                fh = tar.extractfile(member)
+                out[stem] = _read_cifar_bin(f"{archive}:{member.name}", fh.read())
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"dataset 'cifar10': {archive} is not a readable {CIFAR_ARCHIVE} ({e})") from None
+    missing = [s for s in stems if s not in out]
+    if missing:
+        raise FileNotFoundError(f"dataset 'cifar10': {archive} lacks "
+                                f"{', '.join(f'cifar-10-batches-bin/{m}.bin' for m in missing)}")
+    return out
+
+
 def _cifar10(path):
-    folder, binary = _cifar_source(_need_dir(path, "cifar10", _CIFAR_EXPECTED))
+    if path and Path(path).expanduser().is_file() and str(path).endswith(".tar.gz"):
+        batches = _cifar_archive_batches(Path(path).expanduser())
+    else:
+        folder = _need_dir(path, "cifar10", _CIFAR_EXPECTED)
+        archive = folder / CIFAR_ARCHIVE
+        extracted = any((folder / s).is_dir() for s in ("cifar-10-batches-bin", "cifar-10-batches-py"))
+        batches = None if extracted or not archive.is_file() else _cifar_archive_batches(archive)
+    if batches is not None:
+        parts = [batches[f"data_batch_{i}"] for i in range(1, 6)]
+        xte, yte = batches["test_batch"]
+        xtr = np.concatenate([p[0] for p in parts]) / 255.0
+        return xtr, np.concatenate([p[1] for p in parts]), xte / 255.0, yte
+    folder, binary = _cifar_source(folder)
 
     def batch(stem: str) -> tuple[np.ndarray, np.ndarray]:
         if binary:
