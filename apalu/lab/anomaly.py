@@ -17,11 +17,11 @@ __all__ = ["per_class_frame", "UNIT"]
 UNIT = "normal class (AUC averaged over seeds within each class)"
 
 
-def per_class_frame(runs: pd.DataFrame, metric: str = "test_auc", scale: float = 100.0) -> pd.DataFrame:
-    """One row per (arm, normal class): the mean of ``metric`` over that class's seeds, times
-    ``scale`` (100: AUC in percentage points). The class is in column ``seed`` (the pairing
-    key of :func:`apalu.lab.protocol.decide`) and also in ``normal_class``. A class whose runs
-    of an arm have any NaN gives NaN (decide drops incomplete pairs)."""
+def per_class_frame(runs: pd.DataFrame, metric: str = "test_auc", name: str = "auc") -> pd.DataFrame:
+    """One row per (arm, normal class): the mean of ``metric`` over that class's seeds, in
+    column ``name`` (the protocol's metric). The class is in column ``seed`` (the pairing key
+    of :func:`apalu.lab.protocol.decide`) and also in ``normal_class``. A class whose runs of
+    an arm have any NaN gives NaN (decide counts that pair as incomplete)."""
     need = {"normal_class", "activation", "seed", "metric", "value"}
     if not need <= set(runs.columns):
         raise ValueError(f"per_class_frame needs columns {sorted(need)}, got {sorted(runs.columns)}")
@@ -29,7 +29,7 @@ def per_class_frame(runs: pd.DataFrame, metric: str = "test_auc", scale: float =
     if rows.empty:
         raise ValueError(f"no rows with metric {metric!r}")
     mean = rows.groupby(["activation", "normal_class"])["value"].agg(
-        lambda v: v.mean() * scale if v.notna().all() else float("nan"))
-    out = mean.rename(metric).reset_index().rename(columns={"activation": "arm"})
+        lambda v: v.mean() if v.notna().all() else float("nan"))
+    out = mean.rename(name).reset_index().rename(columns={"activation": "arm"})
     out["seed"] = out["normal_class"]
-    return out[["arm", "seed", "normal_class", metric]]
+    return out[["arm", "seed", "normal_class", name]]

@@ -13,15 +13,15 @@ def _runs(values: dict) -> pd.DataFrame:
 
 def test_seeds_are_averaged_within_each_class():
     f = per_class_frame(_runs({(0, "apalu"): [0.8, 0.9], (0, "relu"): [0.7, 0.7], (1, "apalu"): [0.6, 0.6]}))
-    got = {(r.arm, r.seed): r.test_auc for r in f.itertuples()}
-    assert got == {("apalu", 0): pytest.approx(85.0), ("relu", 0): pytest.approx(70.0),
-                   ("apalu", 1): pytest.approx(60.0)}
+    got = {(r.arm, r.seed): r.auc for r in f.itertuples()}
+    assert got == {("apalu", 0): pytest.approx(0.85), ("relu", 0): pytest.approx(0.70),
+                   ("apalu", 1): pytest.approx(0.60)}
     assert (f.seed == f.normal_class).all() and len(f) == 3  # one unit per class, not per class x seed
 
 
 def test_a_nan_run_makes_its_class_nan():
     f = per_class_frame(_runs({(0, "apalu"): [0.8, math.nan]}))
-    assert math.isnan(f.test_auc.iloc[0])
+    assert math.isnan(f.auc.iloc[0])
 
 
 def test_missing_columns_are_named():
