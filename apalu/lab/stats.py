@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_ci", "t_ci", "bootstrap_ci", "diff_ci", "summarize", "METHODS"]
+__all__ = ["mean_ci", "t_ci", "bootstrap_ci", "diff_ci", "summarize", "METHODS", "PairedComparison",
+           "paired_comparison", "holm", "mde_paired", "with_holm", "PAIRED_TEST"]
 
 METHODS = ("t", "bootstrap")
 
@@ -113,3 +115,133 @@ def summarize(df: pd.DataFrame, by, value: str = "value", level: float = 0.95, m
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), **mean_ci(g[value].to_numpy(), level, method)})
     return pd.DataFrame(rows)
+
+
+# --- Paired comparisons (the protocol's statistics) ---------------------------------------
+# Arms trained from the same seed share data order and every non-activation weight, so the
+# comparison is on the per-seed differences: scipy's paired t test, its interval, Holm within
+# a claim, TOST against an equivalence margin, and the minimal detectable effect (MDE).
+
+PAIRED_TEST = "paired t (scipy.stats.ttest_rel)"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Treatment − baseline on one metric, over seeds; ``effect > 0`` means treatment better.
+
+    ``p`` is the two-sided paired t test, ``p_adjusted`` the same after Holm within the claim
+    (equal to ``p`` until :func:`with_holm` sets it), ``mde`` the smallest true effect the test
+    detects with 80% power at α = 0.05 (two-sided), ``tost_p`` the larger of the two one-sided
+    p values against ±``margin`` (None without a margin). Fields are NaN when n < 2.
+    """
+
+    treatment: str
+    baseline: str
+    metric: str
+    n: int
+    effect: float
+    ci_low: float
+    ci_high: float
+    p: float
+    p_adjusted: float
+    mde: float
+    test: str
+    tost_p: float | None
+    margin: float | None
+
+
+def mde_paired(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired t test on ``n`` pairs, whose
+    differences have standard deviation ``sd``, detects with probability ``power``.
+
+    Exact (noncentral t), not the normal approximation: with 10 pairs the difference is ~10%.
+    NaN for n < 2 or a non-finite sd; 0 when sd is 0.
+    """
+    from scipy import optimize, stats
+
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"alpha and power must lie in (0, 1), got alpha={alpha}, power={power}")
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(nc: float) -> float:  # power at noncentrality nc, minus the target
+        wrong_tail = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc)))  # NaN when ~0 far out
+        return float(stats.nct.sf(crit, df, nc)) + wrong_tail - power
+
+    high = crit + 4.0  # doubled until the power is reached (nct is NaN far out, so no huge bracket)
+    while shortfall(high) < 0:
+        high *= 2
+    nc = optimize.brentq(shortfall, 0.0, high, xtol=1e-12)
+    return float(nc * sd / math.sqrt(n))
+
+
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjusted p values, in the input order (NaN stays NaN, and is not
+    counted among the hypotheses)."""
+    p = np.asarray(list(pvalues), dtype=float)
+    out = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def paired_comparison(treatment, baseline, *, treatment_name: str = "apalu", baseline_name: str,
+                      metric: str, higher_is_better: bool = True, margin: float | None = None,
+                      level: float = 0.95) -> PairedComparison:
+    """Compare two arms seed by seed: ``treatment[i]`` and ``baseline[i]`` come from seed i.
+
+    Pairs where either value is not finite (a diverged or missing run) are dropped; ``n``
+    counts the complete pairs, so the caller can refuse too few.
+    """
+    from scipy import stats
+
+    t, b = np.asarray(treatment, dtype=float).ravel(), np.asarray(baseline, dtype=float).ravel()
+    if t.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {len(t)} ({treatment_name}) and "
+                         f"{len(b)} ({baseline_name})")
+    if margin is not None and not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    sign = 1.0 if higher_is_better else -1.0
+    keep = np.isfinite(t) & np.isfinite(b)
+    t, b = sign * t[keep], sign * b[keep]
+    d = t - b
+    n = len(d)
+    nan = math.nan
+    base = dict(treatment=treatment_name, baseline=baseline_name, metric=metric, n=n, test=PAIRED_TEST,
+                margin=margin)
+    if n < 2:
+        return PairedComparison(**base, effect=float(d.mean()) if n else nan, ci_low=nan, ci_high=nan, p=nan,
+                                p_adjusted=nan, mde=nan, tost_p=None if margin is None else nan)
+    effect, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:  # identical differences: no spread to test against; the sign decides
+        p = 1.0 if effect == 0 else 0.0
+        lo = hi = effect
+        tost = None if margin is None else (0.0 if abs(effect) < margin else 1.0)
+    else:
+        res = stats.ttest_rel(t, b)
+        p = float(res.pvalue)
+        ci = res.confidence_interval(level)
+        lo, hi = float(ci.low), float(ci.high)
+        tost = None
+        if margin is not None:
+            above = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+            below = stats.ttest_1samp(d, margin, alternative="less").pvalue
+            tost = float(max(above, below))
+    return PairedComparison(**base, effect=effect, ci_low=lo, ci_high=hi, p=p, p_adjusted=p,
+                            mde=mde_paired(sd, n), tost_p=tost)
+
+
+def with_holm(comparisons: list[PairedComparison]) -> list[PairedComparison]:
+    """The same comparisons with ``p_adjusted`` set by Holm across all of them."""
+    adjusted = holm([c.p for c in comparisons])
+    return [replace(c, p_adjusted=a) for c, a in zip(comparisons, adjusted)]

@@ -5,19 +5,40 @@ the ledger page lists the claims no notebook recorded from the same table
 (:func:`apalu.report.ledger.with_expected`). The text is what the book shows (the ledger table,
 the exp_paper table) and what every record's ``claim`` field holds, so changing one here
 changes the committed records at the next ``make record``.
+
+Kinds (:data:`KINDS`): a **paper claim** is something the paper states (one row per claim,
+however many models it names); a **paper open question** is something the paper leaves
+open that its claims rely on; a **book check** is a property the book tests although the paper
+never claims it; a **proxy** is a small stand-in for a paper claim this machine cannot run
+(it never fills the paper claim's row). ``method`` says how it is decided: "analytic" (SymPy
+and numerics), "comparison" (arms trained per seed, decided by
+:func:`apalu.lab.protocol.decide` under ``apalu.lab.protocol.PROTOCOLS[id]``) or
+"measurement" (one arm's property, e.g. the share of a, b that stay positive).
+
+Ids and the notebook that records each (agreed between the helpers of issue #15):
+
+* theory_definition: continuity, differentiability; theory_bounds: derivative-lower-bound,
+  monotonicity, lipschitz (book check); theory_depth_init: vanishing-gradients-analytic;
+  theory_approximation: universal-approximation;
+* exp_gradient_flow: exp-vanishing-gradients; exp_init_sensitivity: exp-init-u02;
+  exp_small_data: exp-small-data-overfitting; exp_param_dynamics: exp-ab-stay-positive
+  (book check); exp_convergence: exp-faster-convergence;
+* exp_paper: exp-cifar10 (the paper's CIFAR-10 claim, MobileNet and GoogLeNet in one row;
+  "not run here" unless results at CIFAR-10 scale exist), proxy-cifar10-mnist-cnn (a small CNN
+  on MNIST digits standing in for it), exp-deep-svdd-auc, exp-regression-cost, exp-mvtec
+  (DifferNet and KD), proxy-mvtec-deep-svdd (Deep SVDD standing in for DifferNet/KD),
+  exp-sign-language. Replaced: exp-image-classification, exp-cifar10-mobilenet and
+  exp-cifar10-inception (one CIFAR-10 claim counted three times).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "ClaimSpec", "CLAIMS", "claim_spec", "EVIDENCE_TOLERANCE"]
+__all__ = ["KINDS", "METHODS", "ClaimSpec", "CLAIMS", "claim_spec", "EVIDENCE_TOLERANCE", "compared_claims"]
 
-# analytic: a property of the function the paper states, decided by SymPy and checked numerically;
-# empirical: a result the paper reports, tested by training at this machine's scale;
-# assumption: something the paper assumes (not claims), tested by training;
-# open question: the paper says nothing; the book asks.
-KINDS = ("analytic", "empirical", "assumption", "open question")
+KINDS = ("paper claim", "paper open question", "book check", "proxy")
+METHODS = ("analytic", "comparison", "measurement")
 
 
 @dataclass(frozen=True)
@@ -28,59 +49,74 @@ class ClaimSpec:
     section: str  # book page (and anchor) that decides it
     source: str  # notebook that records it
     kind: str  # one of KINDS
+    method: str = "comparison"  # one of METHODS
 
 
-def _specs(source: str, kind: str, *rows: tuple[str, int, str, str]) -> list[ClaimSpec]:
-    """Claims recorded by one notebook: (id, order, section anchor or "", text) each."""
+def _specs(source: str, kind: str, *rows: tuple, method: str = "comparison") -> list[ClaimSpec]:
+    """Claims recorded by one notebook: (id, order, section anchor or "", text[, kind]) each;
+    a row's own fifth element overrides ``kind``."""
     page = f"notebooks/{source}"
-    return [ClaimSpec(id=i, text=text, order=order, section=page + (f"#{anchor}" if anchor else ""),
-                      source=f"{page}.ipynb", kind=kind) for i, order, anchor, text in rows]
+    return [ClaimSpec(id=r[0], text=r[3], order=r[1], section=page + (f"#{r[2]}" if r[2] else ""),
+                      source=f"{page}.ipynb", kind=r[4] if len(r) > 4 else kind, method=method)
+            for r in rows]
 
 
 _ALL = [
-    *_specs("theory_definition", "analytic",
+    *_specs("theory_definition", "paper claim",
             ("continuity", 1, "theory-c1", "APALU is continuous."),
-            ("differentiability", 2, "theory-c1", "APALU is differentiable (smooth).")),
-    *_specs("theory_bounds", "analytic",
+            ("differentiability", 2, "theory-c1", "APALU is differentiable (smooth)."), method="analytic"),
+    *_specs("theory_bounds", "paper claim",
             ("derivative-lower-bound", 3, "theory-derivative-infimum",
              "The derivative of APALU has a positive lower bound."),
             ("monotonicity", 4, "theory-monotonicity", "APALU is monotonic (increasing)."),
             ("lipschitz", 5, "theory-derivative-infimum",
-             "APALU has a bounded derivative (is Lipschitz), so it does not explode gradients by itself.")),
-    *_specs("theory_depth_init", "analytic",
+             "APALU has a bounded derivative (is Lipschitz), so it does not explode gradients by itself.",
+             "book check"), method="analytic"),
+    *_specs("theory_depth_init", "paper claim",
             ("vanishing-gradients-analytic", 6, "theory-depth-product",
-             "APALU mitigates vanishing gradients (its derivative is bounded away from 0).")),
-    *_specs("theory_approximation", "analytic",
-            ("universal-approximation", 7, "theory-nonpolynomial", "Networks with APALU are universal approximators.")),
-    *_specs("exp_gradient_flow", "empirical",
+             "APALU mitigates vanishing gradients (its derivative is bounded away from 0)."), method="analytic"),
+    *_specs("theory_approximation", "paper claim",
+            ("universal-approximation", 7, "theory-nonpolynomial", "Networks with APALU are universal approximators."),
+            method="analytic"),
+    *_specs("exp_gradient_flow", "paper claim",
             ("exp-vanishing-gradients", 100, "",
              "APALU is robust against vanishing gradients (deep networks keep gradient at the input layers).")),
-    *_specs("exp_init_sensitivity", "open question",
+    *_specs("exp_init_sensitivity", "paper open question",
             ("exp-init-u02", 110, "",
              "(Open question) The paper's init a, b ~ U(0, 2) trains as well and as reliably as other inits.")),
-    *_specs("exp_small_data", "open question",
+    *_specs("exp_small_data", "paper open question",
             ("exp-small-data-overfitting", 120, "",
              "(Open question) APALU's extra parameters do not make small-data overfitting worse than "
              "ReLU/PReLU/GELU/ELU.")),
-    *_specs("exp_param_dynamics", "assumption",
-            ("exp-ab-stay-positive", 130, "", "APALU's trainable a and b stay positive (a, b > 0) when trained.")),
-    *_specs("exp_convergence", "empirical",
+    *_specs("exp_param_dynamics", "book check",
+            ("exp-ab-stay-positive", 130, "", "APALU's trainable a and b stay positive (a, b > 0) when trained."),
+            method="measurement"),
+    *_specs("exp_convergence", "paper claim",
             ("exp-faster-convergence", 140, "", "APALU converges faster than the fixed activations.")),
-    *_specs("exp_paper", "empirical",
-            ("exp-image-classification", 150, "",
-             "APALU improves image-classification accuracy over ReLU (CIFAR-10: MobileNet +0.37 pp, GoogLeNet +0.04 pp)."),
-            ("exp-deep-svdd-auc", 151, "", "With APALU, Deep SVDD's AUC on MNIST improves over ReLU (+0.8 pp)."),
-            ("exp-regression-cost", 152, "",
+    *_specs("exp_paper", "paper claim",
+            ("exp-cifar10", 150, "",
+             "APALU improves CIFAR-10 test accuracy over ReLU (MobileNet +0.37 pp, GoogLeNet +0.04 pp)."),
+            ("proxy-cifar10-mnist-cnn", 151, "",
+             "(Proxy for CIFAR-10) A small CNN on MNIST digits: APALU improves test accuracy over ReLU.", "proxy"),
+            ("exp-deep-svdd-auc", 152, "", "With APALU, Deep SVDD's AUC on MNIST improves over ReLU (+0.8 pp)."),
+            ("exp-regression-cost", 153, "",
              "APALU gives lower regression cost (MSE) than ReLU and Tanh, in a DNN and an RNN."),
-            ("exp-cifar10-mobilenet", 153, "", "CIFAR-10 with a mobilenet-style model: APALU beats ReLU (+0.37 pp)."),
-            ("exp-cifar10-inception", 153, "", "CIFAR-10 with a inception-style model: APALU beats ReLU (+0.04 pp)."),
             ("exp-mvtec", 154, "",
              "MVTec AD: APALU improves DifferNet (+1.81 pp) and KD (+1.11 pp) anomaly detection."),
-            ("exp-sign-language", 154, "", "Sign language (small set): APALU reaches 100% accuracy.")),
+            ("proxy-mvtec-deep-svdd", 155, "",
+             "(Proxy for MVTec AD) Deep SVDD on MVTec categories: APALU improves AUC over ReLU.", "proxy")),
+    *_specs("exp_paper", "paper claim",
+            ("exp-sign-language", 156, "", "Sign language (small set): APALU reaches 100% accuracy."),
+            method="measurement"),
 ]
 CLAIMS: dict[str, ClaimSpec] = {c.id: c for c in _ALL}
 assert len(CLAIMS) == len(_ALL), "a claim id is defined twice"
-assert all(c.kind in KINDS for c in _ALL)
+assert all(c.kind in KINDS and c.method in METHODS for c in _ALL)
+
+
+def compared_claims() -> list[str]:
+    """Ids of the claims decided by a pre-registered comparison of trained arms."""
+    return [c.id for c in _ALL if c.method == "comparison"]
 
 
 def claim_spec(claim_id: str) -> ClaimSpec:

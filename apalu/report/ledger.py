@@ -18,49 +18,74 @@ import html
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields as dataclass_fields, replace
 from pathlib import Path
 
 from ..lab.atomic import atomic_write_text
 from ..lab.paths import repo_root
+from ..lab.protocol import (CONFIRMED, EQUIVALENT, HOLDS_UNDER_CONDITION, HOLDS_WITH_PROBABILITY_0, INCOMPLETE,
+                            INCONCLUSIVE, NOT_RUN, NOT_TESTED, REFUTED, SUPPORTED, UNDERPOWERED, VERDICTS, equivalent,
+                            incomplete, is_verdict, underpowered, verdict_family)
 from .claims import CLAIMS, claim_spec
 
 __all__ = ["VERDICTS", "CLAIMS", "claim_spec", "Claim", "verdict", "record", "record_verdict", "load", "with_expected",
-           "to_markdown", "summary_markdown", "verdict_from_interval", "combine_verdicts", "ledger_dir",
-           "run_ledger_dir", "publishing", "RECORD_ENV"]
+           "to_markdown", "summary_markdown", "verdict_from_interval", "ledger_dir", "run_ledger_dir", "publishing",
+           "RECORD_ENV", "FIELDS", "SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT_TESTED", "NOT_RUN", "CONFIRMED",
+           "HOLDS_UNDER_CONDITION", "HOLDS_WITH_PROBABILITY_0", "equivalent", "underpowered", "incomplete",
+           "verdict_family", "is_verdict", "combine_verdicts"]
 
-VERDICTS = ("confirmed", "holds under a condition", "inconclusive", "refuted", "not tested here", "not run here")
+# The verdict vocabulary is defined once, in apalu.lab.protocol (the lab decides verdicts and
+# may not import the report); the ledger validates records against it and re-exports it.
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# Structured fields of a record (null for analytic records and for old records without them).
+FIELDS = ("kind", "primary", "n_seeds", "test", "effect", "ci_low", "ci_high", "p_adjusted", "mde",
+          "claimed_effect", "scale", "unit", "condition")
 
 
 @dataclass(frozen=True)
 class Claim:
     id: str  # stable slug; the anchor is "claim-<id>"
     claim: str  # what the paper says
-    verdict: str  # one of VERDICTS
+    verdict: str  # one of VERDICTS (or a parameterised member of a family)
     evidence: str  # the computed numbers that decided it
     section: str  # book page (and anchor) that shows it, e.g. "notebooks/theory_bounds"
     source: str  # notebook that recorded it
     order: float = 0.0  # position in the ledger table
+    kind: str | None = None  # the registry's kind ("paper claim", "proxy", ...)
+    primary: str | None = None  # e.g. "APALU − ReLU, test accuracy"
+    n_seeds: int | None = None  # complete seed pairs in the primary comparison
+    test: str | None = None  # e.g. "paired t (scipy.stats.ttest_rel)"
+    effect: float | None = None  # mean paired difference, in ``unit``, positive = treatment better
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_adjusted: float | None = None  # Holm within the claim
+    mde: float | None = None  # minimal detectable effect (80% power, α = 0.05), in ``unit``
+    claimed_effect: float | None = None  # what the paper reports, in ``unit``
+    scale: str | None = None  # in words: seeds, steps, data size
+    unit: str | None = None  # e.g. "pp", "AUC pp", "MSE"
+    condition: str | None = None  # where a "holds under a condition" verdict holds, e.g. "n_train = 50"
 
 
 def verdict(holds: bool, condition_holds: bool | None = None) -> str:
-    """Map computed facts to a verdict.
+    """Map computed analytic facts to a verdict.
 
     ``holds``: the claim holds as stated. ``condition_holds``: it holds under a stated condition
-    (only consulted when it does not hold as stated).
+    (only consulted when it does not hold as stated). Empirical claims use
+    :func:`apalu.lab.protocol.decide` instead.
     """
     if holds:
-        return "confirmed"
+        return CONFIRMED
     if condition_holds:
-        return "holds under a condition"
-    return "refuted"
+        return HOLDS_UNDER_CONDITION
+    return REFUTED
 
 
 def verdict_from_interval(low: float, high: float, claimed: str = "higher") -> str:
     """The verdict on a claimed direction of an effect, from its 95% interval.
 
-    "confirmed" if the whole interval lies on the claimed side of 0, "refuted" if it lies on the
+    "supported" if the whole interval lies on the claimed side of 0, "refuted" if it lies on the
     other side, "inconclusive" if it contains 0 (the data at this scale cannot tell).
     """
     if claimed not in ("higher", "lower"):
@@ -68,28 +93,26 @@ def verdict_from_interval(low: float, high: float, claimed: str = "higher") -> s
     sign = 1.0 if claimed == "higher" else -1.0
     lo, hi = sorted((sign * low, sign * high))
     if lo > 0:
-        return "confirmed"
+        return SUPPORTED
     if hi < 0:
-        return "refuted"
-    return "inconclusive"
+        return REFUTED
+    return INCONCLUSIVE
 
 
 def combine_verdicts(parts: dict[str, str]) -> tuple[str, str]:
-    """One verdict from per-comparison verdicts (e.g. one per baseline), and the condition.
-
-    All confirmed → "confirmed"; some confirmed → "holds under a condition" (the condition names
-    where it holds); none confirmed → "refuted" if any is refuted, else "inconclusive".
-    """
+    """Deprecated (kept until the notebooks that call it are rewritten on the protocol): one
+    verdict from several uncorrected comparisons. It no longer turns one hit into a
+    condition: all supported → "supported", all refuted → "refuted", anything else
+    "inconclusive"; the condition is always "" (conditions come from a pre-specified
+    interaction test in :func:`apalu.lab.protocol.decide`)."""
     if not parts:
         raise ValueError("combine_verdicts needs at least one comparison")
-    held = [k for k, v in parts.items() if v == "confirmed"]
-    if len(held) == len(parts):
-        return "confirmed", ""
-    if held:
-        return "holds under a condition", "holds for " + ", ".join(held) + " only"
-    if any(v == "refuted" for v in parts.values()):
-        return "refuted", ""
-    return "inconclusive", ""
+    fams = {SUPPORTED if v in (SUPPORTED, CONFIRMED) else v for v in parts.values()}
+    if fams == {SUPPORTED}:
+        return SUPPORTED, ""
+    if fams == {REFUTED}:
+        return REFUTED, ""
+    return INCONCLUSIVE, ""
 
 
 def ledger_dir() -> Path:
@@ -120,10 +143,12 @@ def record(claim: Claim, folder: Path | None = None) -> Path:
     """
     if not _ID.match(claim.id):
         raise ValueError(f"claim id {claim.id!r} must be a lowercase slug (letters, digits, '-')")
-    if claim.verdict not in VERDICTS:
-        raise ValueError(f"verdict {claim.verdict!r} is not one of {VERDICTS}")
+    verdict_family(claim.verdict)  # raises, naming the vocabulary, for anything else
     spec = claim_spec(claim.id)
-    registered = {"claim": spec.text, "order": spec.order, "section": spec.section, "source": spec.source}
+    registered = {"claim": spec.text, "order": spec.order, "section": spec.section, "source": spec.source,
+                  "kind": spec.kind}
+    if claim.kind is None:
+        claim = replace(claim, kind=spec.kind)
     differs = [k for k, v in registered.items() if getattr(claim, k) != v]
     if differs:
         raise ValueError(f"claim {claim.id!r}: {', '.join(differs)} differ from apalu/report/claims.py "
@@ -136,21 +161,50 @@ def record(claim: Claim, folder: Path | None = None) -> Path:
     return path
 
 
-def record_verdict(claim_id: str, *, verdict: str, evidence: str, folder: Path | None = None) -> Path:
+def record_verdict(claim_id: str, *, verdict: str, evidence: str, folder: Path | None = None,
+                   fields: dict | None = None) -> Path:
     """Record the computed ``verdict`` and ``evidence`` on the registered claim ``claim_id``.
 
-    The claim's text, order, section and source come from :mod:`apalu.report.claims`; an id
-    that is not registered is an error. ``folder`` as in :func:`record`.
+    The claim's text, order, section, source and kind come from :mod:`apalu.report.claims`;
+    an id that is not registered is an error. ``fields``: the structured fields (:data:`FIELDS`,
+    e.g. :meth:`apalu.lab.protocol.Decision.fields`); a "verdict" or "kind" among them must
+    agree with ``verdict`` and the registry. ``folder`` as in :func:`record`.
     """
     spec = claim_spec(claim_id)
+    extra = dict(fields or {})
+    if extra.pop("verdict", verdict) != verdict:
+        raise ValueError(f"claim {claim_id!r}: fields['verdict'] differs from verdict={verdict!r}")
+    unknown = sorted(set(extra) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"claim {claim_id!r}: unknown record fields {unknown}; known: {', '.join(FIELDS)}")
+    extra.setdefault("kind", spec.kind)
     return record(Claim(id=spec.id, claim=spec.text, verdict=verdict, evidence=evidence, section=spec.section,
-                        source=spec.source, order=spec.order), folder)
+                        source=spec.source, order=spec.order, **{k: _plain(v) for k, v in extra.items()}), folder)
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN to None (a missing number, not a string)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def load(folder: Path | None = None) -> list[Claim]:
     """Every recorded claim, ordered by ``order`` then id."""
     folder = folder or ledger_dir()
-    claims = [Claim(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    known = {f.name for f in dataclass_fields(Claim)}
+    claims = []
+    for p in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"ledger record {p} is not valid JSON: {e}") from None
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else ["<not an object>"]
+        if unknown:
+            raise ValueError(f"ledger record {p} has unknown fields {unknown}")
+        claims.append(Claim(**data))  # records written before the structured fields load with them None
     return sorted(claims, key=lambda c: (c.order, c.id))
 
 
@@ -164,8 +218,8 @@ def with_expected(claims: list[Claim]) -> list[Claim]:
     """``claims`` plus a "not tested here" row for each registered claim that has no record
     (so a notebook that stops recording shows), linking to the page that should decide it."""
     have = {c.id for c in claims}
-    missing = [Claim(id=c.id, claim=c.text, verdict="not tested here", evidence="no computed record yet",
-                     section=c.section, source=c.source, order=c.order)
+    missing = [Claim(id=c.id, claim=c.text, verdict=NOT_TESTED, evidence="no computed record yet",
+                     section=c.section, source=c.source, order=c.order, kind=c.kind)
                for c in CLAIMS.values() if c.id not in have]
     return sorted(claims + missing, key=lambda c: (c.order, c.id))
 
@@ -185,7 +239,7 @@ def _link(text: str, href: str) -> str:
 
 def summary_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
     """Counts per verdict and a compact claim → verdict table linking into the ledger page."""
-    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+    counts = {v: sum(verdict_family(c.verdict) == v for c in claims) for v in VERDICTS}
     line = "; ".join(f"**{n}** {v}" for v, n in counts.items() if n)
     rows = ["| Claim | Verdict |", "|---|---|"]
     for c in claims:

@@ -65,7 +65,7 @@ def test_record_verdict_takes_text_order_section_and_source_from_the_registry(tm
     spec = registry.claim_spec("exp-faster-convergence")
     assert json.loads(path.read_text()) == {
         "id": spec.id, "claim": spec.text, "verdict": "inconclusive", "evidence": "e", "section": spec.section,
-        "source": spec.source, "order": spec.order}
+        "source": spec.source, "order": spec.order, "kind": spec.kind, **{k: None for k in ledger.FIELDS[1:]}}
     assert list(json.loads(path.read_text())) == [f.name for f in dataclasses.fields(Claim)]  # key order kept
 
 
@@ -104,6 +104,7 @@ def test_committed_ledger_is_the_registry():
     for cid, spec in ledger.CLAIMS.items():
         r = records[cid]
         assert (r.claim, r.order, r.section, r.source) == (spec.text, spec.order, spec.section, spec.source), cid
+        assert ledger.is_verdict(r.verdict), (cid, r.verdict)
 
 
 def test_notebooks_record_verdicts_by_id_only():
@@ -115,8 +116,8 @@ def test_notebooks_record_verdicts_by_id_only():
 
 
 @pytest.mark.parametrize("low,high,claimed,want", [
-    (0.1, 2.0, "higher", "confirmed"), (-2.0, -0.1, "higher", "refuted"), (-1.0, 3.0, "higher", "inconclusive"),
-    (-2.0, -0.1, "lower", "confirmed"), (0.1, 2.0, "lower", "refuted"), (-0.5, 0.5, "lower", "inconclusive"),
+    (0.1, 2.0, "higher", "supported"), (-2.0, -0.1, "higher", "refuted"), (-1.0, 3.0, "higher", "inconclusive"),
+    (-2.0, -0.1, "lower", "supported"), (0.1, 2.0, "lower", "refuted"), (-0.5, 0.5, "lower", "inconclusive"),
 ])
 def test_verdict_from_interval(low, high, claimed, want):
     assert ledger.verdict_from_interval(low, high, claimed) == want
@@ -128,9 +129,11 @@ def test_verdict_from_interval_rejects_unknown_direction():
 
 
 @pytest.mark.parametrize("parts,want", [
-    ({"relu": "confirmed", "gelu": "confirmed"}, ("confirmed", "")),
-    ({"relu": "confirmed", "gelu": "inconclusive"}, ("holds under a condition", "holds for relu only")),
-    ({"relu": "refuted", "gelu": "inconclusive"}, ("refuted", "")),
+    ({"relu": "supported", "gelu": "supported"}, ("supported", "")),
+    # one uncorrected hit among several comparisons is not a condition (issue #15)
+    ({"relu": "supported", "gelu": "inconclusive"}, ("inconclusive", "")),
+    ({"relu": "refuted", "gelu": "inconclusive"}, ("inconclusive", "")),
+    ({"relu": "refuted", "gelu": "refuted"}, ("refuted", "")),
     ({"relu": "inconclusive"}, ("inconclusive", "")),
 ])
 def test_combine_verdicts(parts, want):
@@ -159,3 +162,84 @@ def test_record_writes_next_to_the_run_and_publishes_only_under_the_record_comma
     monkeypatch.setenv(ledger.RECORD_ENV, "1")  # the record command (make record)
     ledger.record(claim, tmp_path / "run2")
     assert [c.id for c in ledger.load()] == ["monotonicity"]
+
+
+FIELDS_EXAMPLE = {"primary": "APALU − ReLU, test accuracy", "n_seeds": 10, "test": "paired t (scipy.stats.ttest_rel)",
+                  "effect": 0.12, "ci_low": -0.3, "ci_high": 0.54, "p_adjusted": 0.5, "mde": 0.61,
+                  "claimed_effect": 0.37, "verdict": "underpowered (MDE 0.61 pp > claimed 0.37 pp)",
+                  "scale": "10 seeds, 300 steps, 2,000 digits", "unit": "pp"}
+
+
+def test_structured_fields_round_trip_with_kind_from_the_registry(tmp_path):
+    v = ledger.underpowered(0.61, 0.37, "pp")
+    assert v == FIELDS_EXAMPLE["verdict"] and ledger.verdict_family(v) == "underpowered"
+    ledger.record_verdict("exp-cifar10", verdict=v, evidence="e", fields=FIELDS_EXAMPLE, folder=tmp_path)
+    (c,) = ledger.load(tmp_path)
+    assert c.kind == "paper claim" and c.n_seeds == 10 and c.mde == 0.61 and c.unit == "pp" and c.verdict == v
+
+
+def test_fields_nan_becomes_null_and_numpy_becomes_plain(tmp_path):
+    import numpy as np
+
+    path = ledger.record_verdict("exp-cifar10", verdict="incomplete (0 of 10 seeds)", evidence="e", folder=tmp_path,
+                                 fields={"effect": float("nan"), "n_seeds": np.int64(0), "mde": np.float64(1.5)})
+    data = json.loads(path.read_text())
+    assert data["effect"] is None and data["n_seeds"] == 0 and data["mde"] == 1.5
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"verdict": "supported"}, "differs from verdict"), ({"p_value": 0.1}, "unknown record fields"),
+    ({"kind": "proxy"}, "kind differ"),
+])
+def test_record_verdict_rejects_inconsistent_fields(tmp_path, fields, match):
+    with pytest.raises(ValueError, match=match):
+        ledger.record_verdict("exp-cifar10", verdict="inconclusive", evidence="e", fields=fields, folder=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text,family", [
+    ("supported", "supported"), ("equivalent within ±0.5 pp", "equivalent"),
+    ("underpowered (MDE 3.8 pp > claimed 0.37 pp)", "underpowered"), ("incomplete (missing arm: silu)", "incomplete"),
+    ("holds with probability 0 under the paper's init", "holds with probability 0 under the paper's init"),
+    ("true", None), ("underpowered", "underpowered"), ("underpowered because", None), ("equivalent-ish", None),
+])
+def test_verdict_vocabulary(text, family):
+    if family is None:
+        with pytest.raises(ValueError, match="not one of"):
+            ledger.verdict_family(text)
+        assert not ledger.is_verdict(text)
+    else:
+        assert ledger.verdict_family(text) == family and ledger.is_verdict(text)
+
+
+def test_old_records_without_structured_fields_load(tmp_path):
+    spec = registry.claim_spec("continuity")
+    old = {"id": spec.id, "claim": spec.text, "verdict": "confirmed", "evidence": "e", "section": spec.section,
+           "source": spec.source, "order": spec.order}
+    (tmp_path / "continuity.json").write_text(json.dumps(old))
+    (c,) = ledger.load(tmp_path)
+    assert c.verdict == "confirmed" and c.kind is None and c.effect is None
+
+
+@pytest.mark.parametrize("text,match", [("{not json", "not valid JSON"), ('{"id": "x", "bogus": 1}', "unknown fields"),
+                                        ("[1, 2]", "unknown fields")])
+def test_corrupt_records_fail_naming_the_file(tmp_path, text, match):
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        ledger.load(tmp_path)
+
+
+def test_summary_counts_parameterised_verdicts_by_family(tmp_path):
+    ledger.record_verdict("exp-cifar10", verdict=ledger.underpowered(3.8, 0.37, "pp"), evidence="e", folder=tmp_path)
+    ledger.record_verdict("exp-mvtec", verdict=ledger.underpowered(2.5, 1.81, "AUC pp"), evidence="e",
+                          folder=tmp_path)
+    assert ledger.summary_markdown(ledger.load(tmp_path)).startswith("2 claims: **2** underpowered.")
+
+
+def test_claim_kinds():
+    kinds = {cid: spec.kind for cid, spec in registry.CLAIMS.items()}
+    assert kinds["lipschitz"] == kinds["exp-ab-stay-positive"] == "book check"
+    assert kinds["proxy-cifar10-mnist-cnn"] == kinds["proxy-mvtec-deep-svdd"] == "proxy"
+    assert kinds["exp-cifar10"] == "paper claim" and kinds["exp-init-u02"] == "paper open question"
+    cifar = [cid for cid, spec in registry.CLAIMS.items() if "CIFAR-10" in spec.text and spec.kind == "paper claim"]
+    assert cifar == ["exp-cifar10"]  # the paper's CIFAR-10 claim is one row
