@@ -132,6 +132,8 @@ def _collect(args) -> int:
         n_ok = int((runs["status"] == "complete").sum()) if len(runs) else 0
         print(f"{d}: {len(runs)} runs ({n_ok} complete), {len(res['results'])} result rows, "
               f"{len(res['summary'])} settings -> {out or d}/{{runs,results,summary}}.csv")
+        for claim, rec in res.get("verdicts", {}).items():
+            print(f"  at-scale verdict {claim}: {rec['verdict']}")
         if args.show and len(res["summary"]):
             print(res["summary"].to_string(index=False))
     return status

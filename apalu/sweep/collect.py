@@ -210,7 +210,14 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = 
         target = Path(out) if out else sweep_dir
         for name, df in (("runs.csv", runs), ("results.csv", results), ("summary.csv", summary)):
             atomic_write_text(target / name, df.to_csv(index=False))
-    return {"runs": runs, "results": results, "summary": summary}
+    verdicts = {}
+    if spec.get("decide"):
+        from .verdicts import at_scale_verdicts, write_verdicts
+
+        verdicts = at_scale_verdicts(sweep_dir, spec, runs, results)
+        if write:
+            write_verdicts(Path(out) if out else sweep_dir, verdicts)
+    return {"runs": runs, "results": results, "summary": summary, "verdicts": verdicts}
 
 
 def list_sweeps(results_dir: str | Path) -> list[Path]:

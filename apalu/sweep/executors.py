@@ -276,9 +276,16 @@ def guard_committed(sweep_dir: Path, name: str, record: bool = False) -> None:
             f"sweep on purpose (then commit it)")
 
 
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _write_sweep_files(spec: SweepSpec, sweep_dir: Path) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {"name": spec.name, "notebook": spec.notebook}
+    resolved = {"name": spec.name, "notebook": spec.notebook, "source": _relative(spec.source, spec.root)}
     if spec.seeds:
         resolved["seed_param"] = spec.seed_param
     text = yaml.safe_dump({**spec.raw, **resolved},

@@ -192,13 +192,37 @@ def _staging_dir(run: Run) -> Path:
     return run.sweep_dir / STAGING / f"{run.run_id}.{socket.gethostname()}.{os.getpid()}"
 
 
+#: Environment variables that change a run's floats (kernel path, vector width, threads): kept
+#: in params.json, since a verdict reproduces only under the same ones.
+NUMERICS_ENV = ("APALU_CPU_KERNEL", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")
+
+
+def source_commit(root: Path) -> str | None:
+    """The book's git commit (``+dirty`` when tracked files differ from it), or None without
+    git: part of every run's provenance, and of the at-scale verdicts."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=30)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", "--", "apalu",
+                                "notebooks"], capture_output=True, timeout=30).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def _params_record(run: Run) -> dict:
     try:
         digest = hashlib.sha256(run.notebook.read_bytes()).hexdigest()
     except OSError:
         digest = None
     return {"run_id": run.run_id, "sweep": run.sweep, "notebook": run.notebook_rel,
-            "notebook_sha256": digest, "parameters": run.parameters}
+            "notebook_sha256": digest, "commit": source_commit(run.root),
+            "env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ},
+            "parameters": run.parameters}
 
 
 def execute_run(run: Run, retry_failed: bool = False) -> dict:

@@ -17,8 +17,11 @@ from ..lab.notebook import _has_parameters_cell, notebook_parameters
 RESERVED = ("output_dir",)
 SPEC_KEYS = (
     "name", "description", "notebook", "fixed", "grid", "zip", "seeds", "seed_param",
-    "resources", "execution_timeout", "claims", "metrics", "value",
+    "resources", "execution_timeout", "claims", "metrics", "value", "decide", "expect",
 )
+#: What a GPU spec states before it runs: the effect it can detect and what it costs.
+EXPECT_KEYS = {"mde": (int, float), "mde_unit": str, "mde_basis": str, "gpu_minutes": (int, float),
+               "gpu_minutes_basis": str, "relu_anchor": str}
 #: resources keys -> AutoExecutor parameter names (generic ones, or slurm_-prefixed ones).
 RESOURCE_KEYS = {
     "cpus_per_task": ("cpus_per_task", int),
@@ -431,6 +434,33 @@ def _check_extras(raw: dict) -> list[str]:
     return problems
 
 
+def _check_expect(raw: dict) -> list[str]:
+    """``expect``: the spec's stated MDE and GPU-minutes, each with its basis in words."""
+    expect = raw.get("expect")
+    if expect is None:
+        return []
+    if not isinstance(expect, dict):
+        return ["expect: must be a mapping (mde, mde_unit, mde_basis, gpu_minutes, gpu_minutes_basis)"]
+    problems = [f"expect.{k}: unknown (known: {', '.join(EXPECT_KEYS)})" for k in expect
+                if k not in EXPECT_KEYS]
+    for k, v in expect.items():
+        typ = EXPECT_KEYS.get(k)
+        if typ and (not isinstance(v, typ) or isinstance(v, bool)):
+            problems.append(f"expect.{k}: {v!r} should be {'a number' if typ is not str else 'text'}")
+        elif typ is not str and typ and v <= 0:
+            problems.append(f"expect.{k}: must be positive")
+    for number, basis in (("mde", "mde_basis"), ("gpu_minutes", "gpu_minutes_basis")):
+        if number in expect and basis not in expect:
+            problems.append(f"expect.{basis}: required with expect.{number} (say where it comes from)")
+    return problems
+
+
+def _check_decide(raw: dict) -> list[str]:
+    from .verdicts import check_decide
+
+    return check_decide(raw.get("decide"))
+
+
 def _duplicate_runs(spec: "SweepSpec") -> list[str]:
     """Two runs that give the notebook the same parameters (numbers compared by value)."""
     from .runs import expand  # runs imports this module: import at call time
@@ -458,7 +488,8 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
     seeds, seed_param, p_seeds = _check_seeds(raw, params)
     problems = (_check_keys(raw) + p_name + p_nb + p_fixed + p_grid + p_zip
                 + _claim_problems(fixed, grid, zips, seed_param if seeds else None) + p_seeds
-                + _check_resources(raw.get("resources", {}) or {}) + _check_extras(raw))
+                + _check_resources(raw.get("resources", {}) or {}) + _check_extras(raw)
+                + _check_expect(raw) + _check_decide(raw))
     if not problems and not (grid or zips or seeds):
         problems.append("grid: empty: the spec defines no grid, zip or seeds, so nothing varies")
     if problems:
