@@ -26,7 +26,8 @@ from torch import nn
 
 from ..gain import init_gain
 from ..module import APALU
-from ..registry import ACTIVATIONS, Registry, check_activation, make_activation
+from ..registry import Registry
+from .activations import LAB_ACTIVATIONS, check_lab_activation, is_apalu, make_lab_activation
 
 __all__ = [
     "MODELS",
@@ -43,25 +44,44 @@ __all__ = [
     "count_parameters",
     "activation_params",
     "variance_preserving_gain",
+    "activation_generator",
+    "non_activation_parameters",
 ]
 
 WEIGHT_INITS = ("torch", "he", "xavier", "gain")
 
 
+# Offset of the activations' own generator from the model seed (any fixed number would do).
+ACT_SEED_OFFSET = 0x0A7A1
+
+
+def activation_generator() -> torch.Generator:
+    """The generator APALU's a and b are drawn from while a model is built: seeded from the
+    torch seed in force (``torch.initial_seed()``, set by ``seed_everything(seed)``), so the
+    draws are reproducible and never touch the global RNG. That keeps every other parameter
+    of the model identical across activations for the same seed (paired arms)."""
+    return torch.Generator().manual_seed(torch.initial_seed() + ACT_SEED_OFFSET)
+
+
 class _ActFactory:
-    """Makes fresh activation modules; ``per_channel`` sizes the activations that take
-    ``num_parameters`` (the registry's ``per_channel``) to the channel count."""
+    """Makes fresh activation modules (library or lab names, :mod:`apalu.lab.activations`);
+    ``per_channel`` sizes the activations that take ``num_parameters`` (the registry's
+    ``per_channel``) to the channel count. APALU-based ones draw a and b from one generator
+    per model (:func:`activation_generator`), not from the global RNG."""
 
     def __init__(self, activation: str, act_kwargs: dict | None = None, per_channel: bool = False):
-        self.name = check_activation(activation)
+        self.name = check_lab_activation(activation)
         self.kwargs = dict(act_kwargs or {})
         self.per_channel = per_channel
+        self.generator = activation_generator() if is_apalu(self.name) else None
 
     def __call__(self, channels: int) -> nn.Module:
         kw = dict(self.kwargs)
-        if self.per_channel and ACTIVATIONS[self.name].per_channel:
+        if self.per_channel and LAB_ACTIVATIONS[self.name].per_channel:
             kw["num_parameters"] = channels
-        return make_activation(self.name, **kw)
+        if self.generator is not None:
+            kw.setdefault("generator", self.generator)
+        return make_lab_activation(self.name, **kw)
 
 
 def variance_preserving_gain(act: nn.Module | callable, n: int = 101) -> float:
@@ -380,6 +400,15 @@ def make_model(name: str, ds, activation: str = "apalu", **kwargs) -> nn.Module:
 
 
 build_model = make_model  # the older name (the experiments and tests call it)
+
+
+def non_activation_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of ``model`` outside its activation modules, by name (what
+    must be identical across paired arms built from the same seed)."""
+    acts = tuple(dict.fromkeys(info.module_type for info in LAB_ACTIVATIONS.values()))
+    skip = {name for name, m in model.named_modules() if isinstance(m, acts) and name}
+    state = model.state_dict()
+    return {k: v for k, v in state.items() if not any(k == s or k.startswith(s + ".") for s in skip)}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

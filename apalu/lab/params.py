@@ -23,7 +23,7 @@ from pathlib import Path
 from .data import check_dataset
 from ..init import parse_init
 from .models import check_model
-from ..registry import check_activation
+from .activations import check_lab_activation as check_activation  # library + lab-only controls
 from .training import OPTIMIZERS, resolve_device
 
 __all__ = ["validate", "RULES", "LIST_PARAMS", "check_notebook", "declared_parameters", "CONFIRM"]

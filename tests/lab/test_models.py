@@ -102,3 +102,73 @@ def test_build_model_checks():
 def test_count_parameters():
     m = MLP(3, 2, width=4, depth=1, activation="apalu")
     assert count_parameters(m) == (3 * 4 + 4) + (4 * 2 + 2) + 2
+
+
+# --- paired arms: the same seed gives the same non-activation weights for every activation ---
+
+from types import SimpleNamespace  # noqa: E402
+
+from apalu.lab.activations import LAB_ACTIVATIONS, ScaledReLU, apalu_mean_slope  # noqa: E402
+from apalu.lab.models import non_activation_parameters  # noqa: E402
+from apalu.lab.training import seed_everything  # noqa: E402
+
+_IMAGE = SimpleNamespace(name="fake-images", input_shape=(1, 8, 8), n_outputs=10, in_features=64)
+_SEQ = SimpleNamespace(name="fake-sequence", input_shape=(6, 2), n_outputs=1, in_features=12)
+_DS = {"mlp": _IMAGE, "cnn": _IMAGE, "resnet": _IMAGE, "mobilenet": _IMAGE, "inception": _IMAGE,
+       "gru": _SEQ, "deepsvdd": _IMAGE}
+_SMALL = {"mlp": {"width": 6}, "cnn": {"width": 4}, "resnet": {"width": 4}, "mobilenet": {"width": 4},
+          "inception": {"width": 2}, "gru": {"hidden": 4, "width": 4}, "deepsvdd": {"width": 4}}
+
+
+def _build(name, act, seed=3, **kw):
+    seed_everything(seed)
+    return build_model(name, _DS[name], act, **{**_SMALL[name], **kw})
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_every_arm_gets_the_same_non_activation_weights(name, per_channel):
+    assert set(_DS) == set(MODELS)  # a new model must be added here
+    ref = non_activation_parameters(_build(name, "relu", per_channel=per_channel))
+    assert ref
+    for act in LAB_ACTIVATIONS:
+        got = non_activation_parameters(_build(name, act, per_channel=per_channel))
+        assert got.keys() == ref.keys(), (name, act)
+        assert all(torch.equal(got[k], ref[k]) for k in ref), (name, act)
+    other = non_activation_parameters(_build(name, "relu", seed=4, per_channel=per_channel))
+    assert any(not torch.equal(other[k], ref[k]) for k in ref)  # the check can fail: seeds differ
+
+
+def test_apalu_draws_are_seeded_and_leave_the_global_rng_alone():
+    a1 = activation_params(_build("mlp", "apalu"))
+    a2 = activation_params(_build("mlp", "apalu"))
+    a3 = activation_params(_build("mlp", "apalu", seed=4))
+    assert a1 == a2 and a1 != a3
+    assert len({(r["a"], r["b"]) for r in a1}) == len(a1)  # each layer draws its own a and b
+    seed_everything(3)
+    build_model("mlp", _IMAGE, "apalu", width=6)
+    after_apalu = torch.rand(3)
+    seed_everything(3)
+    build_model("mlp", _IMAGE, "relu", width=6)
+    assert torch.equal(after_apalu, torch.rand(3))
+
+
+def test_gain_init_scales_the_same_draws():
+    relu = _build("mlp", "relu", weight_init="gain")
+    apalu = _build("mlp", "apalu", weight_init="gain")
+    for lr_, la in zip(relu.hidden[1:], apalu.hidden[1:]):  # layer 0 sees the data, gain 1
+        ratio = la.weight / lr_.weight
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
+
+
+def test_lab_controls():
+    frozen = _build("mlp", "apalu_frozen")
+    assert count_parameters(frozen) == count_parameters(_build("mlp", "relu"))  # a, b not trained
+    assert activation_params(frozen) == activation_params(_build("mlp", "apalu"))  # same init draws
+    assert 1.5 < apalu_mean_slope() < 2.0 and apalu_mean_slope(2.0) == pytest.approx(2 * apalu_mean_slope())
+    x = torch.linspace(-2, 2, 9)
+    assert torch.allclose(ScaledReLU()(x), torch.relu(x) * apalu_mean_slope())
+    with pytest.raises(ValueError, match="scale"):
+        ScaledReLU(0.0)
+    with pytest.raises(ValueError, match="unknown activation"):
+        build_model("mlp", _IMAGE, "relu_scaledd")
