@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 from .models import activation_params
 from ..optim import param_groups
 
-__all__ = ["FitResult", "fit", "evaluate", "resolve_device", "seed_everything", "METRICS", "OPTIMIZERS",
+__all__ = ["FitResult", "fit", "evaluate", "resolve_device", "seed_everything", "tune_lr", "METRICS", "OPTIMIZERS",
            "DEVICES"]
 
 METRICS = {"classification": "accuracy", "regression": "mse", "one_class": "auc"}
@@ -158,6 +159,7 @@ def fit(
     grad_clip: float | None = None,
     progress: bool = False,
     eval_split: str = "val",
+    patience: int | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` and return a :class:`FitResult`.
 
@@ -180,6 +182,9 @@ def fit(
         grad_clip: clip the global gradient norm to this value.
         progress: show a tqdm bar.
         eval_split: "val" or "test" for the per-epoch metric; the final metrics use test.
+        patience: early stopping on the validation loss: stop after this many epochs without
+            improvement and restore the weights of the best epoch (None: train the whole budget).
+            Needs ``eval_split="val"`` (stopping on the test set would leak it).
     """
     data_task = getattr(data, "task", None)
     task = task or data_task
@@ -189,6 +194,9 @@ def fit(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if patience is not None and (patience < 1 or eval_split != "val"):
+        raise ValueError(f"patience must be >= 1 and stop on the validation split, got patience={patience}, "
+                         f"eval_split={eval_split!r}")
     dev = resolve_device(device)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -225,6 +233,7 @@ def fit(
     t0 = time.perf_counter()
     log_epoch(0, 0, float("nan"))
     log_params(0, 0)
+    best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
     step, diverged, diverged_step, epoch = 0, False, None, 0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -262,12 +271,25 @@ def fit(
         log_epoch(epoch, step, running / max(count, 1))
         if not log_params_every:
             log_params(step, epoch)
+        if patience is not None:
+            val_loss = hist[-1][f"{eval_split}_loss"]
+            if val_loss < best_loss:
+                best_loss, best_epoch, stale = val_loss, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
         if step >= total:
             break
     if bar is not None:
         bar.close()
+    if best_state is not None and not diverged:
+        model.load_state_dict(best_state)  # early stopping: the best validation epoch's weights
     final = {"diverged": diverged, "diverged_step": -1 if diverged_step is None else diverged_step,
              "epochs_run": epoch, "steps": step}
+    if patience is not None:
+        final["best_epoch"] = best_epoch
     if diverged:
         final.update({"test_loss": float("nan"), f"test_{metric}": float("nan")})
     else:
@@ -277,7 +299,41 @@ def fit(
             final.update({"train_eval_loss": tr["loss"], f"train_{metric}": tr[metric]})
         final.update({"test_loss": te["loss"], f"test_{metric}": te[metric],
                       "train_loss": hist[-1]["train_loss"], f"{eval_split}_{metric}": hist[-1][f"{eval_split}_{metric}"]})
+        if best_state is not None:
+            best = hist[best_epoch]
+            final.update({f"{eval_split}_{metric}": best[f"{eval_split}_{metric}"],
+                          f"{eval_split}_loss": best[f"{eval_split}_loss"]})
     final["wall_s"] = time.perf_counter() - t0
     if center is not None:
         model.center = center
     return FitResult(model, pd.DataFrame(hist), pd.DataFrame(step_rows), pd.DataFrame(par_rows), final)
+
+
+def tune_lr(build: Callable[[], nn.Module], data, lrs, *, seed: int, fit_kw: dict | None = None,
+            device: str = "cpu") -> tuple[float, pd.DataFrame]:
+    """Pick a learning rate for one arm on the validation split, before any test seed runs.
+
+    ``build`` makes the arm's model (called under ``seed_everything(seed)`` once per learning
+    rate, so each candidate starts from the same weights); each is trained with ``fit_kw`` (the
+    same budget for every arm) and scored by its final validation loss, a diverged run by +inf.
+    Returns the best learning rate (the smallest among ties) and one row per candidate
+    (``lr``, ``val_loss``, ``diverged``). Use a tuning ``seed`` that no test run uses.
+    """
+    lrs = [float(lr) for lr in lrs]
+    if not lrs or any(not (math.isfinite(lr) and lr > 0) for lr in lrs):
+        raise ValueError(f"tune_lr needs a non-empty list of learning rates > 0, got {lrs}")
+    if len(getattr(data, "X_val", ())) == 0:
+        raise ValueError(f"tune_lr needs a validation split; dataset {getattr(data, 'name', '?')!r} has none")
+    fit_kw = {**(fit_kw or {}), "eval_split": "val"}
+    rows = []
+    for lr in lrs:
+        seed_everything(seed)
+        res = fit(build(), data, lr=lr, seed=seed, device=device, **fit_kw)
+        val_loss = math.inf if res.diverged else float(res.history["val_loss"].iloc[-1])
+        if "best_epoch" in res.final and not res.diverged:
+            val_loss = float(res.history["val_loss"].iloc[res.final["best_epoch"]])
+        rows.append({"lr": lr, "val_loss": val_loss if math.isfinite(val_loss) else math.inf,
+                     "diverged": bool(res.diverged)})
+    table = pd.DataFrame(rows)
+    best = table.sort_values(["val_loss", "lr"], kind="stable").iloc[0]
+    return float(best["lr"]), table

@@ -98,3 +98,34 @@ def test_bad_arguments(digits):
 def test_progress_bar_runs(digits, capsys):
     res = fit(_mlp(digits), digits, epochs=1, device="cpu", progress=True)
     assert res.final["steps"] > 0
+
+
+def test_early_stopping_restores_the_best_validation_epoch(digits):
+    # a learning rate high enough that the validation loss stops improving within the budget
+    res = fit(_mlp(digits, act="relu"), digits, epochs=40, lr=0.05, seed=0, device="cpu", patience=2)
+    h = res.history
+    best = res.final["best_epoch"]
+    assert best == int(h["val_loss"].iloc[1:].idxmin()) and res.final["epochs_run"] < 40
+    assert res.final["epochs_run"] - best == 2  # stopped after `patience` epochs without improvement
+    assert res.final["val_loss"] == h["val_loss"].iloc[best]
+    from apalu.lab.training import evaluate as ev
+
+    restored = ev(res.model, digits.X_val, digits.y_val, "classification")
+    assert restored["loss"] == pytest.approx(h["val_loss"].iloc[best], rel=1e-6)  # the best weights are back
+    with pytest.raises(ValueError, match="patience"):
+        fit(_mlp(digits), digits, epochs=1, patience=1, eval_split="test")
+
+
+def test_tune_lr_picks_the_lowest_validation_loss_on_the_same_start(digits):
+    from apalu.lab.training import tune_lr
+
+    lrs = [1e-4, 1e-2, 10.0]
+    best, table = tune_lr(lambda: MLP(64, 10, width=16, depth=2, activation="relu"), digits, lrs, seed=99,
+                          fit_kw={"epochs": 2})
+    assert list(table["lr"]) == lrs and best == table.loc[table["val_loss"].idxmin(), "lr"]
+    assert best == 1e-2  # too slow and too fast both lose at this budget
+    again, table2 = tune_lr(lambda: MLP(64, 10, width=16, depth=2, activation="relu"), digits, lrs, seed=99,
+                            fit_kw={"epochs": 2})
+    assert again == best and table2.equals(table)
+    with pytest.raises(ValueError, match="learning rates"):
+        tune_lr(lambda: MLP(64, 10), digits, [], seed=0)
