@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .activations import is_apalu
 from .atomic import atomic_path
 from .data import Dataset, one_class
 from .models import MLP, SmallCNN, activation_params, build_model, count_parameters
 from .stats import diff_ci, mean_ci
-from .training import fit, resolve_device, seed_everything
+from .training import fit, resolve_device, seed_everything, tune_lr
 
 __all__ = [
     "ResultsWriter",
@@ -38,6 +39,9 @@ __all__ = [
     "gradient_flow",
     "layer_ratios",
     "run_trainings",
+    "fair_runs",
+    "per_seed_metric",
+    "mean_step_loss",
     "one_class_runs",
     "compare",
     "save_figure",
@@ -138,8 +142,9 @@ def grid(**axes) -> list[dict]:
 
 
 def act_kwargs_for(activation: str, init=None, constraint: str | None = None) -> dict:
-    """Constructor kwargs for ``activation``: APALU's init/constraint; nothing for the others."""
-    if activation != "apalu":
+    """Constructor kwargs for ``activation``: APALU's (and the lab's APALU controls') init and
+    constraint; nothing for the others."""
+    if not is_apalu(activation):
         return {}
     kw = {}
     if init is not None:
@@ -328,6 +333,70 @@ def run_trainings(
 
         out.append(writer.run(config, compute) if writer else pd.DataFrame(compute()))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def fair_runs(ds: Dataset, activations: Iterable[str], seeds: Iterable[int], *, lrs: Iterable[float],
+              model: str = "mlp", model_kw: dict | None = None, fit_kw: dict | None = None, init=None,
+              tune_seed: int | None = None, device: str = "cpu", writer: ResultsWriter | None = None,
+              curves: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fair arms: tune each activation's learning rate on the validation split over the same
+    ``lrs`` and budget (one run per rate, seed ``tune_seed``, by default one above the largest
+    test seed so no test seed is used), then train every activation on every test seed at its
+    own tuned rate. Every arm is built by :func:`build_model` with the same ``model_kw`` (so
+    the same weight-init scheme), paired by seed (identical non-activation weights, see
+    :func:`apalu.lab.models.activation_generator`).
+
+    Returns (runs, tuning): the tidy rows of :func:`run_trainings` (with column ``lr``), and
+    one row per (activation, lr) with its validation loss and whether it was chosen.
+    """
+    activations, seeds, lrs = list(activations), [int(s) for s in seeds], [float(x) for x in lrs]
+    if not activations or not seeds:
+        raise ValueError("fair_runs needs at least one activation and one seed")
+    tune_seed = max(seeds) + 1 if tune_seed is None else int(tune_seed)
+    if tune_seed in seeds:
+        raise ValueError(f"tune_seed {tune_seed} is one of the test seeds; the tuning must not see them")
+    model_kw, fit_kw = dict(model_kw or {}), dict(fit_kw or {})
+    fit_kw.pop("lr", None)
+    tuned, tables = {}, []
+    for act in activations:
+        mkw = {**model_kw, "act_kwargs": act_kwargs_for(act, init)}
+        best, table = tune_lr(lambda act=act, mkw=mkw: build_model(model, ds, act, **mkw), ds, lrs, seed=tune_seed,
+                              fit_kw=fit_kw, device=device)
+        tuned[act] = best
+        tables.append(table.assign(activation=act, chosen=table["lr"] == best))
+    configs = [{"activation": a, "seed": s, "lr": tuned[a], **({"init": init} if init is not None and is_apalu(a)
+                                                                else {})}
+               for a in activations for s in seeds]
+    runs = run_trainings(ds, configs, model=model, model_kw=model_kw, fit_kw=fit_kw, device=device, writer=writer,
+                         curves=curves)
+    tuning = pd.concat(tables, ignore_index=True)[["activation", "lr", "val_loss", "diverged", "chosen"]]
+    return runs, tuning
+
+
+def per_seed_metric(runs: pd.DataFrame, metric: str, name: str | None = None) -> pd.DataFrame:
+    """The long frame :func:`apalu.lab.protocol.decide` takes: ``arm``, ``seed`` and the metric
+    (``runs``' tidy rows of that metric; a diverged run keeps its NaN)."""
+    d = runs[runs["metric"] == metric]
+    if d.empty:
+        raise ValueError(f"no rows of metric {metric!r}; the runs have {sorted(runs['metric'].unique())}")
+    return d.rename(columns={"activation": "arm", "value": name or metric})[["arm", "seed", name or metric]]
+
+
+def mean_step_loss(runs: pd.DataFrame, name: str = "loss_auc") -> pd.DataFrame:
+    """Per (arm, seed): the mean training loss over every step of the budget, i.e. the area
+    under the loss curve divided by its length (lower = faster convergence). A run that
+    diverged (fewer steps than the others of its arm's budget) gets NaN, not a short mean."""
+    steps = runs[runs["metric"] == "step_loss"]
+    if steps.empty:
+        raise ValueError("no per-step losses: run with curves=True")
+    g = steps.groupby(["activation", "seed"])["step"]
+    full = g.max().groupby(level=0).transform("max")
+    out = steps.groupby(["activation", "seed"])["value"].mean().where(g.max() == full)
+    diverged = runs[(runs["metric"] == "diverged") & (runs["value"] > 0)] if "diverged" in set(runs["metric"]) \
+        else runs.iloc[:0]
+    for a, s in zip(diverged["activation"], diverged["seed"]):
+        out.loc[(a, s)] = math.nan
+    return out.rename(name).reset_index().rename(columns={"activation": "arm"})
 
 
 def one_class_runs(ds: Dataset, classes: Iterable[int], activations: Iterable[str], seeds: Iterable[int], *,

@@ -73,6 +73,9 @@ ACTIVATIONS: dict[str, Look] = {
     "prelu": Look("#332288", ">", "PReLU"),
     "tanh": Look("#777777", "X", "tanh"),
     "sigmoid": Look("#BBBBBB", "P", "sigmoid"),
+    # the lab's controls (apalu.lab.activations): APALU's family in a lighter/darker shade
+    "apalu_frozen": Look("#F4A582", "h", "APALU (a, b frozen)"),
+    "relu_scaled": Look("#003F5C", "*", "ReLU × APALU slope"),
 }
 _ALIASES = {"swish": "silu", "leakyrelu": "leaky_relu", "gelu-tanh": "gelu_tanh"}
 

@@ -112,3 +112,22 @@ def test_one_class_runs(digits):
                         fit_kw={"epochs": 1})
     auc = df[df.metric == "test_auc"]
     assert len(auc) == 2 and auc["value"].between(0, 1).all()
+
+
+def test_fair_runs_tune_each_arm_then_pair_by_seed():
+    from apalu.lab.data import load_dataset
+    from apalu.lab.experiments import fair_runs, mean_step_loss, per_seed_metric
+
+    ds = load_dataset("digits", n_train=200, n_test=100)
+    runs, tuning = fair_runs(ds, ["apalu", "relu"], [0, 1], lrs=[1e-3, 1e-1], model_kw={"width": 8, "depth": 1},
+                             fit_kw={"epochs": 1, "batch_size": 50}, curves=True)
+    assert set(tuning["activation"]) == {"apalu", "relu"} and tuning["chosen"].sum() == 2
+    chosen = tuning[tuning["chosen"]].set_index("activation")["lr"]
+    acc = runs[runs.metric == "test_accuracy"]
+    assert all(acc[acc.activation == a]["lr"].eq(chosen[a]).all() for a in ("apalu", "relu"))
+    frame = per_seed_metric(runs, "test_accuracy", "test_acc")
+    assert list(frame.columns) == ["arm", "seed", "test_acc"] and len(frame) == 4
+    auc = mean_step_loss(runs)
+    assert len(auc) == 4 and auc["loss_auc"].notna().all()
+    with pytest.raises(ValueError, match="tune_seed"):
+        fair_runs(ds, ["relu"], [0, 1], lrs=[1e-3], tune_seed=1)
