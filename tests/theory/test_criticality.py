@@ -1,0 +1,60 @@
+"""χ₁ (backward criticality) of APALU and the baselines, against sampling and the referee's values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from apalu.gain import init_gain
+from apalu.lab.models import variance_preserving_gain
+from apalu.registry import make_activation
+from apalu.theory import criticality as C
+
+
+@pytest.mark.parametrize("a, b, referee", [(1.0, 1.0, 1.019), (1.0, 1.5, 1.031), (0.5, 2.0, 1.093)])
+def test_chi1_reproduces_the_referee_and_sampling(a, b, referee):
+    chi = C.chi1_apalu(a, b)
+    assert abs(chi - referee) < 5e-4
+    mc, se = C.chi1_monte_carlo(a, b, n=400_000, seed=1)
+    assert abs(chi - mc) < 4 * se and se < 0.01
+
+
+@pytest.mark.parametrize("a, b", [(1.0, 1.0), (0.3, 1.7), (1.9, 0.2)])
+def test_chi1_is_gain_squared_times_derivative_moment(a, b):
+    # direct 1-d quadrature of f'(z)² with the library's gain, independent of the constants
+    z = np.linspace(-12, 12, 400_001)
+    t = torch.tensor(z, requires_grad=True)
+    from apalu.functional import apalu
+
+    (d,) = torch.autograd.grad(apalu(t, a, b).sum(), t)
+    w = np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    direct = init_gain(a, b) ** 2 * np.trapezoid(d.numpy() ** 2 * w, z)
+    assert abs(C.chi1_apalu(a, b) - direct) < 1e-4
+
+
+def test_chi1_depends_on_b_over_a_only_and_stays_within_its_limits():
+    lo, hi = C.chi1_apalu_limits()
+    rho = np.geomspace(1e-3, 1e3, 61)
+    chi = C.chi1_apalu(np.ones_like(rho), rho)
+    assert np.allclose(chi, C.chi1_apalu(3 * np.ones_like(rho), 3 * rho))
+    assert np.all(np.diff(chi) > 0) and lo < chi.min() and chi.max() < hi
+    assert lo > 1  # every APALU has growing gradients under its own gain
+
+
+def test_baselines_match_the_lab_gain_and_relu_is_critical():
+    assert C.chi1("relu") == pytest.approx(1.0, abs=1e-10)
+    for name in ("relu", "gelu", "silu", "elu"):
+        assert C.variance_gain(name) == pytest.approx(variance_preserving_gain(make_activation(name)), rel=2e-3)
+    assert C.chi1("elu") > 1 and C.chi1("gelu") > 1
+
+
+def test_growth_and_errors():
+    assert C.gradient_growth_log10(10.0, 4) == pytest.approx(2.0)
+    assert C.gradient_growth_log10(10.0, 4, squared=True) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="a, b > 0"):
+        C.chi1_apalu(-1.0, 1.0)
+    with pytest.raises(ValueError, match="no χ₁"):
+        C.chi1("nope")
