@@ -33,6 +33,7 @@ import numpy as np
 from ..gain import second_moment_constants
 
 __all__ = ["derivative_moment_constants", "chi1_apalu", "chi1_apalu_limits", "chi1", "chi1_monte_carlo",
+           "predicted_log10_ratio", "within_depth_fit", "variance_gain",
            "gradient_growth_log10", "BASELINE_DERIVATIVES"]
 
 _DIGITS = 30
@@ -159,3 +160,41 @@ def gradient_growth_log10(chi: float | np.ndarray, layers: int | np.ndarray, squ
     """Predicted log10 growth of the gradient norm over ``layers`` layers: (layers/2)·log10 χ₁
     (``squared=True``: of the squared norm, layers·log10 χ₁)."""
     return np.asarray(layers) * np.log10(chi) * (1.0 if squared else 0.5)
+
+
+def predicted_log10_ratio(ratios):
+    """χ₁'s prediction of each run's log10(‖∇W₁‖/‖∇W_L‖): the backward signal crosses layers
+    1..L−1 between W_L and W₁, each multiplying the squared norm by χ₁ of its activation (APALU:
+    of that layer's own a, b), so the prediction is Σ_{l<L} ½·log10 χ₁,l. ``ratios`` is
+    :func:`apalu.lab.gradient_flow.layer_ratios`' frame; returns it with ``log10_pred_chi1``."""
+    preds = []
+    for act, depth, a_l, b_l in zip(ratios["activation"], ratios["depth"], ratios["a_layers"], ratios["b_layers"]):
+        if act == "apalu":
+            a_arr, b_arr = np.asarray(a_l[: depth - 1]), np.asarray(b_l[: depth - 1])
+            ok = np.isfinite(a_arr).all() and np.isfinite(b_arr).all() and (a_arr > 0).all() and (b_arr > 0).all()
+            preds.append(float(0.5 * np.log10(chi1_apalu(a_arr, b_arr)).sum()) if ok else math.nan)
+        else:
+            preds.append(float(gradient_growth_log10(chi1(act), depth - 1)))
+    return ratios.assign(log10_pred_chi1=preds)
+
+
+def within_depth_fit(ratios, activation: str = "apalu"):
+    """Does χ₁ predict the measured ratio *within* a depth? Per (depth, stage): Pearson r across
+    seeds between predicted and measured (scipy.stats.pearsonr; runs with a non-finite value
+    left out and counted), and the mean of each. Pooling depths would let depth alone drive r."""
+    import pandas as pd
+    from scipy import stats
+
+    df = predicted_log10_ratio(ratios[ratios["activation"] == activation])
+    rows = []
+    for (depth, stage), g in df.groupby(["depth", "stage"], sort=True):
+        ok = g[np.isfinite(g["log10_grad_ratio"]) & np.isfinite(g["log10_pred_chi1"])]
+        if len(ok) >= 3 and ok["log10_pred_chi1"].std() > 0 and ok["log10_grad_ratio"].std() > 0:
+            res = stats.pearsonr(ok["log10_pred_chi1"], ok["log10_grad_ratio"])
+            r, p = float(res.statistic), float(res.pvalue)
+        else:
+            r = p = math.nan
+        rows.append({"depth": depth, "stage": stage, "runs": len(ok), "left_out": len(g) - len(ok),
+                     "mean_measured": float(ok["log10_grad_ratio"].mean()),
+                     "mean_predicted": float(ok["log10_pred_chi1"].mean()), "pearson_r": r, "p": p})
+    return pd.DataFrame(rows)

@@ -58,3 +58,30 @@ def test_growth_and_errors():
         C.chi1_apalu(-1.0, 1.0)
     with pytest.raises(ValueError, match="no χ₁"):
         C.chi1("nope")
+
+
+def test_prediction_per_run_and_within_depth_fit():
+    import pandas as pd
+
+    a1, b1 = (1.0, 0.5, 2.0), (1.0, 2.0, 1.0)
+    rows = [{"activation": "relu", "depth": 3, "seed": 0, "stage": "init", "log10_grad_ratio": 0.1,
+             "a_layers": (math.nan,) * 3, "b_layers": (math.nan,) * 3},
+            {"activation": "apalu", "depth": 3, "seed": 0, "stage": "init", "log10_grad_ratio": 0.1,
+             "a_layers": a1, "b_layers": b1}]
+    p = C.predicted_log10_ratio(pd.DataFrame(rows))["log10_pred_chi1"].tolist()
+    assert p[0] == pytest.approx(0.0, abs=1e-10)
+    # layers 1 and 2 lie between W_3 and W_1; layer 3's a, b do not enter
+    assert p[1] == pytest.approx(0.5 * (math.log10(C.chi1_apalu(1.0, 1.0)) + math.log10(C.chi1_apalu(0.5, 2.0))))
+    # a measurement that follows the prediction gives r near 1 within the depth, noise gives r near 0
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(12):
+        rho = rng.uniform(0.1, 10, size=5)
+        pred = 0.5 * np.log10(C.chi1_apalu(np.ones(4), rho[:4])).sum()
+        rows.append({"activation": "apalu", "depth": 5, "seed": s, "stage": "init",
+                     "log10_grad_ratio": pred + rng.normal(0, 1e-4), "a_layers": (1.0,) * 5,
+                     "b_layers": tuple(rho)})
+        rows.append({**rows[-1], "stage": "trained", "log10_grad_ratio": rng.normal()})
+    fit = C.within_depth_fit(pd.DataFrame(rows)).set_index("stage")
+    assert fit.loc["init", "pearson_r"] > 0.99 and abs(fit.loc["trained", "pearson_r"]) < 0.9
+    assert (fit["runs"] == 12).all()
