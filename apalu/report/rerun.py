@@ -79,3 +79,51 @@ def tolerance_table(root: Path) -> pd.DataFrame:
                          "tolerance": tolerance.describe() if tolerance != DEFAULT else "default",
                          "why": why or "-"})
     return pd.DataFrame(rows, columns=["notebook", "code cell", "tolerance", "why"])
+
+
+def source_markdown(root: Path) -> str:
+    """How a reader gets the source: ``git clone`` of ``repository.url`` when _config.yml sets it;
+    else the archive or clone the book was built from (no dead link while it is unset)."""
+    from .citation import book_version, repository_url
+
+    url = repository_url(root)
+    if url:
+        return (f"Clone the repository and work in its top folder:\n\n```bash\ngit clone {url} apalu-book\n"
+                "cd apalu-book\n```")
+    return ("This book does not name a public repository yet (`repository.url` in `_config.yml` is unset). "
+            f"Work in the top folder of the source archive or clone this book was built from (version "
+            f"{book_version(root)}, shown in every page's footer): the folder that holds `Makefile`, "
+            "`_config.yml` and `notebooks/`.")
+
+
+def show_parameters(root: Path) -> None:
+    """One table per notebook (its chapter title as caption): parameter, default, meaning."""
+    from .tables import show_table
+    from .verdicts import chapter_title
+
+    params = parameters_table(root)
+    for notebook, rows in params.groupby("notebook", sort=False):
+        title = chapter_title(f"notebooks/{notebook}", root)
+        show_table(rows, columns={"parameter": "Parameter", "default": "Default", "meaning": "Meaning"},
+                   number_formats={"default": "text"}, raw_cells=(),
+                   caption=f"{title} (`notebooks/{notebook}.ipynb`)", name=f"tbl-params-{notebook}", max_rows=60)
+
+
+def show_tolerances(root: Path) -> None:
+    """The cells compared within a tolerance that state their own, and why."""
+    from .tables import show_table
+
+    tol = tolerance_table(root)
+    own = tol[tol.tolerance != "default"]
+    show_table(own, columns={"notebook": "Notebook", "code cell": "Code cell", "tolerance": "Tolerance",
+                             "why": "Why"}, number_formats={"code cell": "int"},
+               caption=f"{len(tol)} cells in {tol.notebook.nunique()} notebooks are compared within a "
+                       f"tolerance; these {len(own)} state their own.", name="tbl-own-tolerances")
+
+
+def show_sweeps(root: Path) -> None:
+    from .tables import show_table
+
+    show_table(sweeps_table(root), columns={"spec": "Spec", "notebook": "Notebook", "runs": "Runs",
+                                            "description": "What it runs"},
+               number_formats={"runs": "int"}, caption="The sweep specs in `sweeps/`.", name="tbl-sweep-specs")

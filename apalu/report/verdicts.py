@@ -32,9 +32,9 @@ BADGES = {
     "confirmed": "bdg-success", "supported": "bdg-success",
     "holds under a condition": "bdg-warning", "holds with probability 0 under the paper's init": "bdg-warning",
     "equivalent": "bdg-info",
-    "inconclusive": "bdg-secondary", "underpowered": "bdg-secondary", "incomplete": "bdg-secondary",
+    "inconclusive": "bdg-muted", "underpowered": "bdg-muted", "incomplete": "bdg-muted",
     "refuted": "bdg-danger",
-    "not tested here": "bdg-secondary-line", "not run here": "bdg-secondary-line",
+    "not tested here": "bdg-muted-line", "not run here": "bdg-muted-line",
 }
 KIND_LABELS = {"paper open question": "open question", "book check": "book check", "proxy": "proxy"}
 
@@ -294,6 +294,19 @@ def forest_plot(claims: Sequence):
     return fig
 
 
+_COMMAND = re.compile(r"(?:^|(?<=: ))((?:\.venv/bin/)?(?:papermill|python -m|make|apalu) .+)$")
+
+
+def _evidence(text: str) -> list[str]:
+    """The evidence paragraph; a command in it (the run a "not run here" claim needs) becomes a
+    code block, so it copies into a shell as written: straight quotes, ``<folder>`` intact."""
+    m = _COMMAND.search(text)
+    if not m:
+        return [f"**Evidence.** {math_text(text)}"]
+    before = text[:m.start(1)].rstrip().rstrip(":")
+    return [f"**Evidence.** {math_text(before)}:", "", "```bash", m.group(1).strip(), "```"]
+
+
 def claim_blocks(claims: Sequence, link_prefix: str = "../", root: Path | None = None,
                  repository_url: str = "", book_url: str = "") -> str:
     """Per claim: the anchor ``claim-<id>`` (what a review cites), verdict, condition, evidence
@@ -308,7 +321,7 @@ def claim_blocks(claims: Sequence, link_prefix: str = "../", root: Path | None =
         lines = [f"({'claim-' + cid})=", f"### {md_cell(_get(c, 'claim'))}", "",
                  f"{_verdict_cell(c).replace('<br>', ' ')} · {kind} · decided in "
                  f"{_a(chapter_title(section, root), _href(section, link_prefix))}", "",
-                 f"**Evidence.** {math_text(_get(c, 'evidence', ''))}", ""]
+                 *_evidence(_get(c, "evidence", "")), ""]
         if _get(c, "primary") or _get(c, "effect") is not None:
             lines += [f"**Primary comparison.** {md_cell(_get(c, 'primary', ''))}: {md_cell(effect_text(c))}"
                       + (f", {md_cell(str(_get(c, 'test')))}" if _get(c, "test") else "")

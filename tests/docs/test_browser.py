@@ -4,8 +4,8 @@ Run after `make book` (``make test`` does both):
 
     pytest -m browser tests/docs/test_browser.py
 
-Pages: the landing page (``root`` of _toc.yml) and every page under notebooks/ that _toc.yml
-lists. Each is rendered in headless Chromium (scripts/chromium_render.py) with every host name
+Pages: the landing page (``root`` of _toc.yml) and every other page that _toc.yml lists.
+Each is rendered in headless Chromium (scripts/chromium_render.py) with every host name
 unresolvable; a screenshot of each goes to artifacts/screenshots/<page>.png. Checks:
 
 * math was typeset by the vendored MathJax: every Sphinx math element holds an
@@ -15,6 +15,21 @@ unresolvable; a screenshot of each goes to artifacts/screenshots/<page>.png. Che
 * statically, over all of _build/html: no script, stylesheet, image, font, iframe or media
   is referenced by an absolute http(s) URL, in HTML attributes, inline styles or CSS files.
 
+The reading test (below ``# reading``) lays every page out at 1400 px and at 390 px (a phone) through
+the DevTools protocol (tests/docs/cdp.py) and checks what a reader sees; screenshots go to
+artifacts/screenshots/<page>-<width>.png:
+
+* no element runs past the viewport's edge outside a scroll container, and nothing is cut;
+* an equation's number never overlaps the equation;
+* every figure has a caption and a number, every image alt text that says what it shows (not a
+  hash or a file name); figures show at their natural size at 1400 px (so the house style's
+  9 pt fonts are 9 pt) and no smaller than 480 px (or their natural size) on a phone;
+* at most one search control is visible;
+* no absolute path of the build machine in the text;
+* statically: every command block's text is in the page's source as written (no ``<folder>``
+  swallowed as HTML, no curly quotes), the verdict table has one row per claim and every link
+  in it resolves to an existing anchor.
+
 APALU_BOOK_HTML points the tests at another built tree (default: _build/html).
 Without Chromium the rendering tests skip, unless APALU_REQUIRE_BROWSER=1 (set by
 ``make test``), where they fail.
@@ -22,6 +37,7 @@ Without Chromium the rendering tests skip, unless APALU_REQUIRE_BROWSER=1 (set b
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import os
 import re
@@ -78,7 +94,7 @@ def toc_docs(node) -> list[str]:
 def pages_under_test() -> list[str]:
     docs = toc_docs(toc())
     root = str(Path(toc()["root"]).with_suffix(""))
-    return [root] + sorted({d for d in docs if d.startswith("notebooks/")})
+    return [root] + [d for d in dict.fromkeys(docs) if d != root]
 
 
 PAGES = pages_under_test()
@@ -239,3 +255,227 @@ def test_mathjax_is_local(built):
         assert not EXTERNAL.match(src), f"MathJax from a CDN: {src}"
         target = local_target(page, src.split("?")[0])
         assert target is not None and target.is_file(), f"MathJax script missing: {src}"
+
+
+
+# ------------------------------------------------------------------ reading (laid out, 2 widths)
+_cdp_spec = importlib.util.spec_from_file_location("apalu_cdp", Path(__file__).with_name("cdp.py"))
+cdp = importlib.util.module_from_spec(_cdp_spec)
+sys.modules.setdefault("apalu_cdp", cdp)
+_cdp_spec.loader.exec_module(cdp)
+
+WIDTHS = (1400, 390)
+PHONE_MIN_FIGURE_PX = 480
+HASHLIKE = re.compile(r"^(?:\.\./)*(?:_images/)?[0-9a-f]{16,}(?:\.\w+)?$|\.(?:png|svg|jpe?g)$", re.I)
+MACHINE_PATHS = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|private|Users|var/folders)/[\w.-]+")
+
+READING_JS = r"""
+(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  await Promise.all([...document.images].map(i => i.complete ? 0 :
+    new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })));
+  const W = document.documentElement.clientWidth;
+  const describe = el => {
+    const id = el.id ? '#' + el.id : '';
+    const cls = (typeof el.className === 'string' && el.className.trim())
+      ? '.' + el.className.trim().split(/\s+/).slice(0, 2).join('.') : '';
+    return el.tagName.toLowerCase() + id + cls + ' "' + (el.textContent || el.alt || '').trim().slice(0, 50) + '"';
+  };
+  const shown = el => {
+    for (let e = el; e && e !== document.documentElement; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (s.display === 'none' || s.visibility === 'hidden' || s.opacity === '0') return false;
+    }
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0;
+  };
+  // The nearest ancestor that scrolls or clips: what overflows it stays inside it (and that
+  // ancestor is judged on its own).
+  const scroller = el => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement)
+      if (getComputedStyle(p).overflowX !== 'visible') return p;
+    return null;
+  };
+  const inside = r => r.left >= -1 && r.right <= W + 1;
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const overflow = [], flagged = new Set();
+  for (const el of article.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || inside(r)) continue;
+    if (el.closest('mjx-assistive-mml') || [...flagged].some(f => f.contains(el)) || !shown(el)) continue;
+    if (scroller(el)) continue;
+    flagged.add(el);
+    overflow.push(describe(el) + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' px');
+  }
+  if (document.documentElement.scrollWidth > W + 1)
+    overflow.push('the page itself is ' + document.documentElement.scrollWidth + ' px wide');
+  const eqOverlap = [];
+  for (const m of article.querySelectorAll('div.math')) {
+    const no = m.querySelector('.eqno'), eq = m.querySelector('mjx-container mjx-math');
+    if (!no || !eq || !shown(no)) continue;
+    const a = no.getBoundingClientRect(), b = eq.getBoundingClientRect();
+    const box = scroller(eq);
+    const vis = box ? box.getBoundingClientRect() : {left: -1e9, right: 1e9};
+    const right = Math.min(b.right, vis.right);
+    if (a.left < right - 1 && a.right > b.left + 1 && a.top < b.bottom - 1 && a.bottom > b.top + 1)
+      eqOverlap.push(describe(m));
+  }
+  const images = [...article.querySelectorAll('img')].filter(shown).map(i => {
+    const fig = i.closest('figure');
+    const cap = fig && fig.querySelector('figcaption');
+    const attrW = parseFloat(i.getAttribute('width'));
+    return {src: i.getAttribute('src') || '', alt: i.getAttribute('alt') || '',
+            caption: cap ? cap.textContent.trim() : '',
+            number: !!(cap && cap.querySelector('.caption-number')),
+            natural: attrW > 0 ? attrW : i.naturalWidth, shown: i.getBoundingClientRect().width};
+  });
+  const searches = [...document.querySelectorAll(
+    '.search-button-field, .search-button, form.bd-search input, input[type=search]')]
+    .filter(shown).filter(e => { const r = e.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; });
+  return {overflow, eqOverlap, images, searches: searches.map(describe), text: article.innerText};
+})()
+"""
+
+
+@pytest.fixture(scope="module")
+def layouts(built, chromium):
+    out = {}
+    with cdp.Browser(chromium) as browser:
+        for doc in PAGES:
+            page_file = built / f"{doc}.html"
+            if not page_file.is_file():
+                pytest.fail(f"_toc.yml lists {doc} but {page_file} was not built")
+            for width in WIDTHS:
+                page = browser.open(page_file.as_uri(), width=width)
+                out[doc, width] = page.evaluate(READING_JS)
+                page.screenshot(SHOTS / f"{doc.replace('/', '-')}-{width}.png")
+                page.close()
+    return out
+
+
+READING = [(d, w) for d in PAGES for w in WIDTHS]
+
+
+def _id(case) -> str:
+    return f"{case[0]}@{case[1]}"
+
+
+@pytest.mark.parametrize("case", READING, ids=_id)
+def test_nothing_runs_off_the_page(layouts, case):
+    report = layouts[case]
+    assert not report["overflow"], f"{_id(case)}: past the viewport outside a scroll container:\n" + \
+        "\n".join(report["overflow"][:15])
+
+
+@pytest.mark.parametrize("case", READING, ids=_id)
+def test_equation_numbers_hide_nothing(layouts, case):
+    assert not layouts[case]["eqOverlap"], f"{_id(case)}: equation numbers over equations: {layouts[case]['eqOverlap']}"
+
+
+@pytest.mark.parametrize("case", READING, ids=_id)
+def test_figures_numbered_captioned_described_and_readable(layouts, case):
+    doc, width = case
+    problems = []
+    for img in layouts[case]["images"]:
+        name = img["src"].rsplit("/", 1)[-1][:20]
+        alt = img["alt"].strip()
+        if not alt or HASHLIKE.search(alt) or len(alt) < 15:
+            problems.append(f"{name}: alt text {alt!r} does not say what the image shows")
+        if not img["caption"] or not img["number"]:
+            problems.append(f"{name}: no numbered caption")
+        natural, shown = img["natural"], img["shown"]
+        if width >= 1000 and natural and shown < 0.9 * natural:
+            problems.append(f"{name}: shown at {shown:.0f} of {natural:.0f} px: fonts below the house 9 pt")
+        if width < 1000 and natural and shown < min(natural, PHONE_MIN_FIGURE_PX) - 1:
+            problems.append(f"{name}: a thumbnail on a phone ({shown:.0f} px wide)")
+    assert not problems, f"{_id(case)}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", READING, ids=_id)
+def test_one_search_box(layouts, case):
+    found = layouts[case]["searches"]
+    assert len(found) <= 1, f"{_id(case)}: {len(found)} search controls visible: {found}"
+
+
+@pytest.mark.parametrize("case", READING, ids=_id)
+def test_no_build_machine_paths(layouts, case):
+    hits = sorted(set(MACHINE_PATHS.findall(layouts[case]["text"])))
+    assert not hits, f"{_id(case)}: absolute paths of the build machine in the text: {hits}"
+
+
+@pytest.mark.parametrize("case", READING, ids=_id)
+def test_reading_screenshots_saved(layouts, case):
+    shot = SHOTS / f"{case[0].replace('/', '-')}-{case[1]}.png"
+    assert shot.is_file() and shot.stat().st_size > 5_000, f"no usable screenshot at {shot}"
+
+
+def source_text(doc: str) -> str:
+    """What the page was built from: the .md, or the notebook's sources and stored outputs."""
+    import json
+
+    md, nb = ROOT / f"{doc}.md", ROOT / f"{doc}.ipynb"
+    if md.is_file():
+        return md.read_text(encoding="utf-8")
+    parts = []
+    for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
+        parts.append("".join(cell.get("source", "")))
+        for out in cell.get("outputs", []):
+            parts.append("".join(out.get("text", "")))
+            for mime in ("text/markdown", "text/plain", "text/html"):
+                parts.append("".join((out.get("data") or {}).get(mime, "")))
+    return "\n".join(parts)
+
+
+COMMAND_BLOCKS = "div.highlight-bash pre, div.highlight-shell pre, div.highlight-console pre, div.highlight-sh pre"
+CURLY = "‘’“”"
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_commands_copy_as_written(built, doc):
+    soup = bs4.BeautifulSoup((built / f"{doc}.html").read_text(encoding="utf-8"), "html.parser")
+    source = source_text(doc)
+    problems = []
+    for pre in soup.select(COMMAND_BLOCKS):
+        for line in pre.get_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if any(q in line for q in CURLY):
+                problems.append(f"curly quotes: {line[:80]}")
+            elif line not in source and html.escape(line, quote=False) not in source:
+                problems.append(f"not in the page's source as written: {line[:80]}")
+    assert not problems, f"{doc}:\n" + "\n".join(problems[:15])
+
+
+def verdict_tables(built: Path):
+    for doc in PAGES:
+        page = built / f"{doc}.html"
+        soup = bs4.BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        for table in soup.select("table.verdicts"):
+            yield doc, page, table
+
+
+def test_verdict_table_one_row_per_claim(built):
+    found = False
+    for doc, _, table in verdict_tables(built):
+        found = True
+        claims = [tr.find("td").get_text(" ", strip=True) for tr in table.select("tbody tr")]
+        dupes = sorted({c for c in claims if claims.count(c) > 1})
+        assert not dupes, f"{doc}: claims listed twice in the verdict table: {dupes}"
+    assert found, "no verdict table (table.verdicts) in the book"
+
+
+def test_verdict_table_links_resolve_to_anchors(built):
+    bad = []
+    for doc, page, table in verdict_tables(built):
+        for a in table.find_all("a", href=True):
+            parts = urlsplit(a["href"])
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            if not target.is_file():
+                bad.append(f"{doc}: {a['href']} (no such page)")
+                continue
+            if parts.fragment:
+                ids = bs4.BeautifulSoup(target.read_text(encoding="utf-8"), "html.parser")
+                if ids.find(id=parts.fragment) is None:
+                    bad.append(f"{doc}: {a['href']} (no anchor #{parts.fragment} there)")
+    assert not bad, "verdict-table links that do not resolve:\n" + "\n".join(bad)

@@ -89,3 +89,31 @@ def test_build_date_honours_source_date_epoch(monkeypatch: pytest.MonkeyPatch):
 ])
 def test_copyright_years(configured: str, year: int, expected: str):
     assert bp.copyright_years(configured, year) == expected
+
+
+def test_unreferenced_images_are_found(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("book_assets", ROOT / "scripts" / "sphinx_ext" / "book_assets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "_images").mkdir()
+    for name in ("used.png", "stale.png"):
+        (tmp_path / "_images" / name).write_bytes(b"x")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "a.html").write_text('<img src="../_images/used.png" alt="x">')
+    assert [p.name for p in mod.unreferenced_images(tmp_path)] == ["stale.png"]
+
+
+def test_author_year_labels():
+    import importlib.util
+
+    from pybtex.database import parse_string
+
+    spec = importlib.util.spec_from_file_location("book_assets", ROOT / "scripts" / "sphinx_ext" / "book_assets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bib = parse_string("@article{k, author={Subramanian, B. and Jeyaraj, R. and Kim, J.}, title={T}, year={2024}}"
+                       "@article{m, author={Leshno, M. and Lin, V.}, title={U}, year={1993}}", "bibtex")
+    labels = list(mod.AuthorYearLabels().format_labels(bib.entries.values()))
+    assert labels == ["Subramanian et al., 2024", "Leshno and Lin, 1993"]

@@ -43,3 +43,23 @@ def test_citation_version_is_the_package_version():
 def test_book_bibtex_carries_the_version():
     # A review cites a verdict by claim anchor plus version: the BibTeX must name the version.
     assert f"version = {{{__version__}}}" in book_bibtex(ROOT / "CITATION.cff")
+
+
+def test_repository_named_once_cff_agrees_with_config():
+    from apalu.report.citation import repository_url
+
+    url = repository_url(ROOT)
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff.get("repository-code", "") == url  # both unset, or the same URL
+    book = book_bibtex(ROOT / "CITATION.cff")
+    assert ("url = {" in book) == bool(url)
+
+
+def test_repository_url_must_be_http(tmp_path):
+    from apalu.report.citation import repository_url
+
+    (tmp_path / "_config.yml").write_text("repository:\n  url: git@host:x/y\n")
+    with pytest.raises(ValueError, match="repository.url must be an http"):
+        repository_url(tmp_path)
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://github.com/o/r/\n")
+    assert repository_url(tmp_path) == "https://github.com/o/r"

@@ -52,7 +52,7 @@ OTHER = next(c.id for c in CLAIMS.values() if c.id != ANALYTIC)
 def test_badges_per_family():
     assert verdicts.badge("confirmed") == "{bdg-success}`confirmed`"
     assert verdicts.badge("refuted").startswith("{bdg-danger}")
-    assert verdicts.badge("underpowered (MDE 2.1 pp > claimed 0.4 pp)") == "{bdg-secondary}`underpowered`"
+    assert verdicts.badge("underpowered (MDE 2.1 pp > claimed 0.4 pp)") == "{bdg-muted}`underpowered`"
     with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
         verdicts.badge("maybe")
 
@@ -111,3 +111,12 @@ def test_claim_block_has_anchor_and_bibtex_with_version():
     assert f"notebooks/ledger.html#claim-{ANALYTIC}" in bib
     with_url = verdicts.claim_blocks([rec(ANALYTIC)], root=ROOT, book_url="https://example.org/book/")
     assert f"url = {{https://example.org/book/notebooks/ledger.html#claim-{ANALYTIC}}}" in with_url
+
+
+def test_commands_in_evidence_become_code_blocks():
+    r = rec(ANALYTIC, verdict="not run here",
+            evidence="needs the data: papermill notebooks/exp_paper.ipynb out.ipynb -p mvtec_path <folder> "
+                     "-y 'cifar_models: [inception]'")
+    block = verdicts.claim_blocks([r], root=ROOT)
+    assert "**Evidence.** needs the data:\n\n```bash\npapermill notebooks/exp_paper.ipynb out.ipynb -p mvtec_path " \
+           "<folder> -y 'cifar_models: [inception]'\n```" in block
