@@ -335,41 +335,51 @@ def run_trainings(
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def fair_runs(ds: Dataset, activations: Iterable[str], seeds: Iterable[int], *, lrs: Iterable[float],
-              model: str = "mlp", model_kw: dict | None = None, fit_kw: dict | None = None, init=None,
-              tune_seed: int | None = None, device: str = "cpu", writer: ResultsWriter | None = None,
+def fair_runs(ds: Dataset, activations: Iterable[str] | dict[str, dict], seeds: Iterable[int], *,
+              lrs: Iterable[float], model: str = "mlp", model_kw: dict | None = None, fit_kw: dict | None = None,
+              init=None, tune_seed: int | None = None, device: str = "cpu", writer: ResultsWriter | None = None,
               curves: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fair arms: tune each activation's learning rate on the validation split over the same
-    ``lrs`` and budget (one run per rate, seed ``tune_seed``, by default one above the largest
-    test seed so no test seed is used), then train every activation on every test seed at its
-    own tuned rate. Every arm is built by :func:`build_model` with the same ``model_kw`` (so
-    the same weight-init scheme), paired by seed (identical non-activation weights, see
+    """Fair arms: tune each arm's learning rate on the validation split over the same ``lrs``
+    and budget (one run per rate, seed ``tune_seed``, by default one above the largest test
+    seed so no test seed is used), then train every arm on every test seed at its own tuned
+    rate. Every arm is built by :func:`build_model` with the same ``model_kw`` (so the same
+    weight-init scheme), paired by seed (identical non-activation weights, see
     :func:`apalu.lab.models.activation_generator`).
 
-    Returns (runs, tuning): the tidy rows of :func:`run_trainings` (with column ``lr``), and
-    one row per (activation, lr) with its validation loss and whether it was chosen.
+    ``activations``: activation names (each an arm; APALU's take ``init``), or a dict arm name
+    → {"activation": ..., "init": ..., "constraint": ...} for arms that differ otherwise (the
+    init claim's arms). Returns (runs, tuning): the tidy rows of :func:`run_trainings` (with
+    columns ``arm`` and ``lr``), and one row per (arm, lr) with its validation loss and
+    whether it was chosen.
     """
-    activations, seeds, lrs = list(activations), [int(s) for s in seeds], [float(x) for x in lrs]
-    if not activations or not seeds:
-        raise ValueError("fair_runs needs at least one activation and one seed")
+    if isinstance(activations, dict):
+        arms = {str(k): dict(v) for k, v in activations.items()}
+    else:
+        arms = {a: {"activation": a, **({"init": init} if init is not None and is_apalu(a) else {})}
+                for a in activations}
+    seeds, lrs = [int(s) for s in seeds], [float(x) for x in lrs]
+    if not arms or not seeds:
+        raise ValueError("fair_runs needs at least one arm and one seed")
+    bad = [k for k, v in arms.items() if "activation" not in v]
+    if bad:
+        raise ValueError(f"arms {bad} name no activation")
     tune_seed = max(seeds) + 1 if tune_seed is None else int(tune_seed)
     if tune_seed in seeds:
         raise ValueError(f"tune_seed {tune_seed} is one of the test seeds; the tuning must not see them")
     model_kw, fit_kw = dict(model_kw or {}), dict(fit_kw or {})
     fit_kw.pop("lr", None)
     tuned, tables = {}, []
-    for act in activations:
-        mkw = {**model_kw, "act_kwargs": act_kwargs_for(act, init)}
+    for arm, spec in arms.items():
+        act = spec["activation"]
+        mkw = {**model_kw, "act_kwargs": act_kwargs_for(act, spec.get("init"), spec.get("constraint"))}
         best, table = tune_lr(lambda act=act, mkw=mkw: build_model(model, ds, act, **mkw), ds, lrs, seed=tune_seed,
                               fit_kw=fit_kw, device=device)
-        tuned[act] = best
-        tables.append(table.assign(activation=act, chosen=table["lr"] == best))
-    configs = [{"activation": a, "seed": s, "lr": tuned[a], **({"init": init} if init is not None and is_apalu(a)
-                                                                else {})}
-               for a in activations for s in seeds]
+        tuned[arm] = best
+        tables.append(table.assign(arm=arm, activation=act, chosen=table["lr"] == best))
+    configs = [{"arm": arm, **spec, "seed": s, "lr": tuned[arm]} for arm, spec in arms.items() for s in seeds]
     runs = run_trainings(ds, configs, model=model, model_kw=model_kw, fit_kw=fit_kw, device=device, writer=writer,
                          curves=curves)
-    tuning = pd.concat(tables, ignore_index=True)[["activation", "lr", "val_loss", "diverged", "chosen"]]
+    tuning = pd.concat(tables, ignore_index=True)[["arm", "activation", "lr", "val_loss", "diverged", "chosen"]]
     return runs, tuning
 
 
@@ -379,7 +389,9 @@ def per_seed_metric(runs: pd.DataFrame, metric: str, name: str | None = None) ->
     d = runs[runs["metric"] == metric]
     if d.empty:
         raise ValueError(f"no rows of metric {metric!r}; the runs have {sorted(runs['metric'].unique())}")
-    return d.rename(columns={"activation": "arm", "value": name or metric})[["arm", "seed", name or metric]]
+    if "arm" not in d.columns:
+        d = d.assign(arm=d["activation"])
+    return d.rename(columns={"value": name or metric})[["arm", "seed", name or metric]]
 
 
 def mean_step_loss(runs: pd.DataFrame, name: str = "loss_auc") -> pd.DataFrame:
@@ -389,14 +401,14 @@ def mean_step_loss(runs: pd.DataFrame, name: str = "loss_auc") -> pd.DataFrame:
     steps = runs[runs["metric"] == "step_loss"]
     if steps.empty:
         raise ValueError("no per-step losses: run with curves=True")
-    g = steps.groupby(["activation", "seed"])["step"]
-    full = g.max().groupby(level=0).transform("max")
-    out = steps.groupby(["activation", "seed"])["value"].mean().where(g.max() == full)
-    diverged = runs[(runs["metric"] == "diverged") & (runs["value"] > 0)] if "diverged" in set(runs["metric"]) \
-        else runs.iloc[:0]
-    for a, s in zip(diverged["activation"], diverged["seed"]):
+    key = "arm" if "arm" in steps.columns else "activation"
+    last = steps.groupby([key, "seed"])["step"].max()
+    full = last.groupby(level=0).transform("max")
+    out = steps.groupby([key, "seed"])["value"].mean().where(last == full)
+    diverged = runs[(runs["metric"] == "diverged") & (runs["value"] > 0)]
+    for a, s in zip(diverged[key], diverged["seed"]):
         out.loc[(a, s)] = math.nan
-    return out.rename(name).reset_index().rename(columns={"activation": "arm"})
+    return out.rename(name).reset_index().rename(columns={key: "arm"})
 
 
 def one_class_runs(ds: Dataset, classes: Iterable[int], activations: Iterable[str], seeds: Iterable[int], *,

@@ -11,7 +11,8 @@ and seed, other key columns such as ``class`` averaged within seed first), pairs
 seed (:func:`apalu.lab.stats.paired_comparison`) and applies the rules below, in order:
 
 1. an arm missing, or fewer than ``min_seeds`` complete pairs → ``incomplete (...)``;
-2. hypothesis "superior": primary Holm p < α and effect > 0 → "supported"; effect < 0 →
+2. every test of the primary below is Holm-adjusted together with the secondary
+   comparisons' p values. Hypothesis "superior": primary Holm p < α and effect > 0 → "supported"; effect < 0 →
    "refuted"; hypothesis "noninferior" (treatment no worse than the baseline by more than
    ``margin``): the lower one-sided test against −margin < α → "supported"; the effect
    significantly below 0 (Holm) → "refuted";
@@ -41,7 +42,7 @@ import pandas as pd
 
 from .stats import PAIRED_TEST, PairedComparison, holm, paired_comparison, with_holm
 
-__all__ = ["Protocol", "Decision", "PROTOCOLS", "HYPOTHESES", "decide", "protocol_for", "ARM_LABELS", "VERDICTS",
+__all__ = ["Protocol", "Decision", "PROTOCOLS", "HYPOTHESES", "decide", "protocol_for", "ARM_LABELS", "INIT_ARMS", "VERDICTS",
            "SUPPORTED", "REFUTED", "INCONCLUSIVE", "EQUIVALENT", "UNDERPOWERED", "INCOMPLETE", "NOT_TESTED", "NOT_RUN",
            "CONFIRMED", "HOLDS_UNDER_CONDITION", "HOLDS_WITH_PROBABILITY_0", "equivalent", "underpowered",
            "incomplete", "verdict_family", "is_verdict"]
@@ -107,7 +108,11 @@ HYPOTHESES = ("superior", "noninferior")
 # relu_scaled = ReLU times APALU's mean slope at init).
 ARM_LABELS = {"apalu": "APALU", "relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "elu": "ELU", "prelu": "PReLU",
               "tanh": "Tanh", "apalu_frozen": "APALU (a, b frozen)", "relu_scaled": "ReLU × APALU's slope",
-              "u02": "U(0, 2)", "fixed11": "a = b = 1"}
+              "u02": "U(0, 2)", "fixed11": "a = b = 1", "u01": "U(0, 1)", "u05": "U(0, 5)",
+              "c102": "a ~ U(0, 2), b = 3a/2"}
+
+# Arms of the init claim (exp-init-u02): arm name -> APALU init spec (apalu.init).
+INIT_ARMS = {"u02": "0,2", "fixed11": "fixed:1,1", "u01": "0,1", "u05": "0,5", "c102": "c1:0,2"}
 
 
 def _label(arm: str) -> str:
@@ -276,18 +281,22 @@ def decide(protocol: Protocol, df: pd.DataFrame, *, scale: str = "") -> Decision
                         + base_evidence + ".", scale)
     alpha = pr.alpha
     verdict = None
+
+    def in_family(p: float) -> float:
+        """A test of the primary comparison, Holm-adjusted with the secondary ones (whichever
+        test decides, superiority, non-inferiority or TOST, it pays for the whole family)."""
+        return holm([p, *[c.p for c in secondary]])[0]
+
     if pr.hypothesis == "superior":
         if primary.p_adjusted < alpha:
             verdict = SUPPORTED if primary.effect > 0 else REFUTED
     else:
         d = (by_seed[pr.treatment] - by_seed[pr.primary]).dropna().to_numpy() * (1 if pr.higher_is_better else -1)
-        # the non-inferiority test shares the claim's Holm family: adjust it with the others
-        p_ni = holm([_noninferior_p(primary, pr.margin, d), *[c.p for c in secondary]])[0]
-        if p_ni < alpha:
+        if in_family(_noninferior_p(primary, pr.margin, d)) < alpha:
             verdict = SUPPORTED
         elif primary.p_adjusted < alpha and primary.effect < 0:
             verdict = REFUTED
-    if verdict is None and pr.margin is not None and primary.tost_p is not None and primary.tost_p < alpha:
+    if verdict is None and pr.margin is not None and primary.tost_p is not None and in_family(primary.tost_p) < alpha:
         verdict = equivalent(pr.margin, unit)
     by_condition: list[PairedComparison] = []
     inter_p = None
@@ -323,7 +332,8 @@ PROTOCOLS: dict[str, Protocol] = {p.claim_id: p for p in [
     _p("exp-vanishing-gradients", "log10_grad_ratio", higher_is_better=True, treatment="apalu", primary="relu",
        secondary=("gelu", "silu", "elu"), claimed_effect=None, margin=None, unit="decades",
        metric_label="log10 of first-layer / last-layer gradient norm"),
-    _p("exp-init-u02", "test_acc", higher_is_better=True, treatment="u02", primary="fixed11", secondary=(),
+    _p("exp-init-u02", "test_acc", higher_is_better=True, treatment="u02", primary="fixed11",
+       secondary=("u01", "u05", "c102"),
        claimed_effect=None, margin=1.0, unit="pp", to_unit=100.0, hypothesis="noninferior",
        metric_label="test accuracy"),
     _p("exp-small-data-overfitting", "gap", higher_is_better=False, treatment="apalu", primary="relu",

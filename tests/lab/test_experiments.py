@@ -131,3 +131,6 @@ def test_fair_runs_tune_each_arm_then_pair_by_seed():
     assert len(auc) == 4 and auc["loss_auc"].notna().all()
     with pytest.raises(ValueError, match="tune_seed"):
         fair_runs(ds, ["relu"], [0, 1], lrs=[1e-3], tune_seed=1)
+    inits = {"u02": {"activation": "apalu", "init": "0,2"}, "fixed11": {"activation": "apalu", "init": "fixed:1,1"}}
+    runs, tuning = fair_runs(ds, inits, [0], lrs=[1e-2], model_kw={"width": 8, "depth": 1}, fit_kw={"epochs": 1})
+    assert set(tuning["arm"]) == set(inits) and set(per_seed_metric(runs, "test_accuracy")["arm"]) == set(inits)

@@ -168,3 +168,12 @@ def test_one_protocol_per_compared_claim():
 
 def test_vocabulary_is_the_ledgers():
     assert ledger.VERDICTS is P.VERDICTS and ledger.underpowered is P.underpowered
+
+
+def test_equivalence_pays_for_the_whole_family():
+    """A TOST that passes alone (p ≈ 0.011) fails once Holm counts four secondary comparisons."""
+    df = _frame(0.0, 0.004, seeds=10, seed=0, arms=("apalu", "relu", "gelu", "b3", "b4", "b5"))
+    alone = decide(_proto(margin=0.5, secondary=()), df)
+    family = decide(_proto(margin=0.5, secondary=("gelu", "b3", "b4", "b5")), df)
+    assert alone.primary.tost_p == pytest.approx(family.primary.tost_p) and alone.primary.tost_p < 0.05
+    assert alone.verdict == "equivalent within ±0.5 pp" and family.verdict == "inconclusive"
