@@ -70,7 +70,8 @@ _ALL = [
              "The derivative of APALU has a positive lower bound."),
             ("monotonicity", 4, "theory-monotonicity", "APALU is monotonic (increasing)."),
             ("lipschitz", 5, "theory-derivative-infimum",
-             "APALU has a bounded derivative (is Lipschitz), so it does not explode gradients by itself.",
+             "APALU has a bounded derivative (is Lipschitz), but L = max(c·a, b) exceeds 1 for most a, b "
+             "under the paper's init, so it does not prevent exploding gradients.",
              "book check"), method="analytic"),
     *_specs("theory_depth_init", "paper claim",
             ("vanishing-gradients-analytic", 6, "theory-depth-product",
