@@ -10,8 +10,10 @@ and toolchains never rebuild over each other's cache, under ``$TORCH_EXTENSIONS_
 A build prints one line to stderr; ``python -m apalu._ext --build`` (``make kernel``) builds
 ahead of timed runs and prints that line only when it builds.
 
-Under ``torch.compile`` the kernel is reached through two custom ops, ``apalu::forward_cpu`` and
-``apalu::backward_cpu``, which the compiler keeps as opaque calls (no graph break).
+The library defines the operator ``apalu::apalu`` (forward, with its autograd in C++) and
+``apalu::apalu_backward`` (see the source's header). Under ``torch.compile`` the kernel is
+reached through two Python custom ops, ``apalu::forward_cpu`` and ``apalu::backward_cpu``, which
+the compiler keeps as opaque calls (no graph break).
 """
 
 from __future__ import annotations
@@ -152,27 +154,29 @@ def huge_page_advice(on: bool):
 
 
 # ---- custom ops: the same kernel as opaque calls inside torch.compile graphs ----------------
+# (eagerly, apalu::apalu, defined in C++ with its autograd, is called directly)
 
 
 @torch.library.custom_op("apalu::forward_cpu", mutates_args=())
-def forward_cpu(x: Tensor, a: Tensor, b: Tensor, inner: int) -> Tensor:
-    return kernel().forward(x, a, b, inner)
+def forward_cpu(x: Tensor, a: Tensor, b: Tensor, k: float, inner: int) -> Tensor:
+    kernel()  # loads the library that defines apalu::apalu
+    return torch.ops.apalu.apalu(x, a, b, k, inner, False, 0.0)
 
 
 @forward_cpu.register_fake
-def _(x, a, b, inner):
+def _(x, a, b, k, inner):
     return torch.empty_like(x)
 
 
 @torch.library.custom_op("apalu::backward_cpu", mutates_args=())
-def backward_cpu(grad: Tensor, x: Tensor, a: Tensor, b: Tensor, inner: int,
+def backward_cpu(grad: Tensor, x: Tensor, a: Tensor, b: Tensor, k: float, inner: int,
                  need_x: bool) -> tuple[Tensor, Tensor, Tensor]:
-    gx, ga, gb = kernel().backward(grad, x, a, b, inner, need_x)
-    return gx, ga, gb
+    kernel()
+    return torch.ops.apalu.apalu_backward(grad, x, a, b, k, inner, False, 0.0, need_x, True)
 
 
 @backward_cpu.register_fake
-def _(grad, x, a, b, inner, need_x):
+def _(grad, x, a, b, k, inner, need_x):
     gx = torch.empty_like(x) if need_x else x.new_empty(0)
     return gx, torch.empty_like(a), torch.empty_like(b)
 

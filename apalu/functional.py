@@ -3,21 +3,25 @@ r"""Functional APALU: ``f(x) = a·(x + x·σ(kx))`` for ``x ≥ 0`` and ``b·(e�
 ``k = 1.702`` (the sigmoid approximation of GELU). ``a`` and ``b`` are the *effective*
 (positive) parameters; the module :class:`apalu.APALU` maps its raw parameters to them.
 
-The implementations share one definition:
+The implementations are backends (:data:`BACKENDS`), each a forward/backward pair on effective
+parameters, and one function chooses between them per call (:func:`choose_backend`; see
+:func:`describe_backends`):
 
-* :func:`apalu` — the default: an :class:`torch.autograd.Function` that saves only ``x``, ``a``
-  and ``b`` for backward and recomputes the rest. On the CPU in float32 it runs the compiled C++
-  kernel of :mod:`apalu._ext` (one pass over memory per direction, built on first use), also
-  inside ``torch.compile`` graphs as an opaque custom op; elsewhere (float64, CUDA, no compiler)
-  it runs few fused ATen kernels eagerly and the inductor-generated kernel under compile. With
-  ``create_graph`` its backward is written in differentiable torch ops, so double backward,
-  ``torch.func`` transforms and ``torch.compile(fullgraph=True)`` work.
-* :func:`apalu_compiled` — :func:`apalu` under ``torch.compile`` (one switch; see also
-  ``APALU(..., compile=True)``).
-* :func:`apalu_without_kernel` — :func:`apalu` with the C++ kernel switched off (ATen eagerly,
-  inductor under compile), for comparison.
-* :func:`apalu_reference` — plain autograd on the same safe formulas, for tests and for the
-  cost comparison; it saves several tensors per call.
+* ``reference`` — plain autograd on the safe formulas below: any dtype and device, ``torch.func``,
+  double backward, ``torch.export``/ONNX (standard ops only); the test oracle.
+* ``aten`` — a few fused ATen kernels with in-place updates, saving only ``x``, ``a``, ``b``
+  (float64, half types, GPUs without Triton, ``APALU_CPU_KERNEL=0``).
+* ``kernel`` — the C++ operator ``apalu::apalu`` of :mod:`apalu._ext` on a CPU in float32: one
+  pass over memory per direction, its autograd in C++; :func:`apalu_raw` (the module) also
+  hands it the raw parameters, so a layer's call is one operator call, softplus included.
+* ``compiled`` / ``compiled-kernel`` — inside ``torch.compile``: the single-exp form fused by
+  inductor, or the C++ kernel as opaque custom ops.
+* ``triton`` — CUDA tensors, when ``apalu.triton_kernel`` is available (imported lazily).
+
+Public entry points: :func:`apalu` (chosen backend), :func:`apalu_without_kernel` (the same with
+the C++ kernel off), :func:`apalu_reference`, :func:`apalu_compiled` (``torch.compile``) and
+:func:`apalu_raw` (a module's raw parameters). With ``create_graph`` every backward is the
+reference's, written in differentiable ops.
 
 Numerics: each branch is evaluated on an input clamped to its own half-line
 (``max(x, 0)`` and ``min(x, 0)``), so the branch not taken never produces ``inf`` and can not put
@@ -33,8 +37,9 @@ precision inputs are computed in float32 and returned in their own dtype.
 from __future__ import annotations
 
 import math
-import threading
 import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -48,7 +53,8 @@ K = 1.702  # GELU's sigmoid-approximation slope: GELU(x) ≈ x·σ(1.702x)
 SATURATE = 1e4
 
 __all__ = [
-    "K", "apalu", "apalu_compiled", "apalu_reference", "apalu_without_kernel", "clear_workspace", "compute_dtype", "expand_param",
+    "BACKENDS", "K", "apalu", "apalu_compiled", "apalu_raw", "apalu_reference",
+    "apalu_without_kernel", "choose_backend", "compute_dtype", "describe_backends", "expand_param",
 ]
 
 
@@ -186,24 +192,6 @@ def _backward_fused(
     return grad_x, grad_a, grad_b
 
 
-def _plain_cpu(*ts: Tensor) -> bool:
-    """True when the in-place eager path applies: plain strided CPU float32/float64 tensors of
-    one dtype, no torch.func wrappers, not being traced by a compiler."""
-    if torch.compiler.is_compiling():
-        return False
-    for t in ts:
-        if (
-            type(t) not in (Tensor, torch.nn.Parameter)
-            or t.device.type != "cpu"
-            or t.dtype not in (torch.float32, torch.float64)
-            or t.dtype != ts[0].dtype
-            or t.layout != torch.strided
-            or torch._C._functorch.is_functorch_wrapped_tensor(t)
-        ):
-            return False
-    return True
-
-
 def _eager_scalars(x: Tensor, a: Tensor, b: Tensor) -> tuple[float, float] | None:
     """(a, b) as Python floats when both are one-element, else None (per-channel)."""
     if a.numel() == 1 and b.numel() == 1:
@@ -217,36 +205,11 @@ def _eager_scalars(x: Tensor, a: Tensor, b: Tensor) -> tuple[float, float] | Non
 _TINY = {torch.float32: 2.0**-149, torch.float64: 2.0**-1074}  # smallest subnormals
 
 
-_WORKSPACE = threading.local()  # one reusable scratch tensor per thread (see _scratch)
-
-
-def _scratch(like: Tensor) -> Tensor:
-    """A scratch tensor of ``like``'s shape, reused across calls.
-
-    A fresh input-sized tensor costs page faults on first touch (a new mmap each time with
-    glibc), often more than the arithmetic done in it. The eager path needs one scratch tensor
-    per direction; it reuses the largest one this thread has used (memory: one activation of
-    the largest layer per thread; :func:`clear_workspace` frees it). It never escapes a call.
-    """
-    n = like.numel()
-    buf = getattr(_WORKSPACE, "buf", None)
-    if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
-        _WORKSPACE.buf = None  # free the old one first
-        buf = torch.empty(n, dtype=like.dtype, device=like.device)
-        _WORKSPACE.buf = buf
-    return buf[:n].view(like.shape)
-
-
-def clear_workspace() -> None:
-    """Free the eager path's reusable scratch tensor of the calling thread."""
-    _WORKSPACE.buf = None
-
-
 def _kcap(x: Tensor, sign: float = 1.0) -> Tensor:
     """±k·min(max(x, 0), SATURATE) into the scratch tensor: the SiLU argument, finite for every x
     (k·x overflows float32 for x > 2e38; SiLU and its slope are exact constants past the cap).
     ``aten.elu(x, 0, k)`` would evaluate exp on x < 0."""
-    return torch.clamp(x, min=0, max=SATURATE, out=_scratch(x)).mul_(sign * K)
+    return torch.clamp(x, min=0, max=SATURATE).mul_(sign * K)
 
 
 def _forward_eager(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -258,7 +221,7 @@ def _forward_eager(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     ``a·x + (a/k)·silu(kx)`` turned kx into inf for x > 2e38).
     ``aten.elu(x, α, scale)`` is ``scale·x`` on x > 0 and ``α·scale·expm1(x)`` on x <= 0: with
     α = b/2a, scale = 2a it gives both linear parts at once. Scalar a, b: 5 passes, 2
-    input-sized allocations (the result and the reused scratch, see _scratch).
+    input-sized allocations (the result and one temporary).
     """
     ab = _eager_scalars(x, a, b)
     if ab is not None and ab[0] != 0.0:
@@ -269,7 +232,7 @@ def _forward_eager(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
         return y.add_(p, alpha=af / K)
     # per-channel: b·expm1(min(x, 0)) + 2a·x⁺ + (a/k)·silu(−kx⁺), no cancellation between a and b
     y = torch.clamp(x, max=0).expm1_().mul_(b)
-    p = torch.clamp(x, min=0, out=_scratch(x))
+    p = torch.clamp(x, min=0)
     y.addcmul_(p, a + a)  # p·(2a): 1·p is exact, so only the product can overflow
     p.clamp_(max=SATURATE).mul_(-K)
     torch.nn.functional.silu(p, inplace=True)
@@ -308,7 +271,7 @@ def _backward_eager(
     if need[0] or need[1]:
         gx = torch.empty_like(x)
     if need[1]:
-        kp = torch.clamp(x, min=0, out=_scratch(x))  # x⁺, uncapped
+        kp = torch.clamp(x, min=0)  # x⁺, uncapped
         ga = _dot(kp, g, a, scratch=gx)
         kp.clamp_(max=SATURATE).mul_(K)
     else:
@@ -349,10 +312,11 @@ def _backward_eager(
 
 def _kernel_layout(x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, int] | None:
     """(a, b) flattened and the run length ``inner`` of one channel when the compiled CPU kernel
-    (:mod:`apalu._ext`) applies: float32 on the CPU, scalar or one value per channel of one
-    dimension of ``x``. None otherwise (then the ATen or inductor path runs)."""
-    if (x.device.type != "cpu" or not (x.dtype == a.dtype == b.dtype == torch.float32)
-            or a.shape != b.shape or a.dim() > x.dim() or not _ext.available()):
+    can take this layout: scalar, or one value per channel of one dimension of ``x``. None
+    otherwise (then the ATen or inductor path runs)."""
+    if a.numel() == 1 and b.numel() == 1:
+        return a.reshape(1), b.reshape(1), 1
+    if a.shape != b.shape or a.dim() > x.dim():
         return None
     shape = [1] * (x.dim() - a.dim()) + list(a.shape)
     dims = [d for d, n in enumerate(shape) if n != 1]
@@ -365,65 +329,212 @@ def _kernel_layout(x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, int
     return a.reshape(-1).contiguous(), b.reshape(-1).contiguous(), inner
 
 
-def _kernel_grads(out: tuple[Tensor, Tensor, Tensor], a: Tensor, b: Tensor, need_x: bool):
-    gx, ga, gb = out
-    return (gx if need_x else None), ga.view(a.shape), gb.view(b.shape)
+# ---------------------------------------------------------------------------------------------
+# Backends: one forward/backward pair each; choose_backend below is the only policy.
+# ---------------------------------------------------------------------------------------------
+
+
+def _forward_compiled_kernel(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    fa, fb, inner = _kernel_layout(x, a, b)
+    return torch.ops.apalu.forward_cpu(x.contiguous(), fa, fb, K, inner)
+
+
+def _backward_compiled_kernel(
+    grad: Tensor, x: Tensor, a: Tensor, b: Tensor, need: tuple[bool, bool, bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    fa, fb, inner = _kernel_layout(x, a, b)
+    gx, ga, gb = torch.ops.apalu.backward_cpu(grad.contiguous(), x.contiguous(), fa, fb, K, inner,
+                                              need[0])
+    return (gx if need[0] else None), ga.view(a.shape), gb.view(b.shape)
+
+
+def _forward_kernel(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """The C++ operator ``apalu::apalu``: its autograd is C++ (no Python in either direction)."""
+    fa, fb, inner = _kernel_layout(x, a, b)
+    return torch.ops.apalu.apalu(x, fa, fb, K, inner, False, 0.0)
+
+
+def _backward_kernel(
+    grad: Tensor, x: Tensor, a: Tensor, b: Tensor, need: tuple[bool, bool, bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    fa, fb, inner = _kernel_layout(x, a, b)
+    gx, ga, gb = torch.ops.apalu.apalu_backward(grad, x, fa, fb, K, inner, False, 0.0, need[0],
+                                                need[1] or need[2])
+    return ((gx if need[0] else None), ga.view(a.shape) if need[1] else None,
+            gb.view(b.shape) if need[2] else None)
+
+
+def _triton():
+    """apalu.triton_kernel, imported on first use on a GPU only (it imports triton)."""
+    from . import triton_kernel
+
+    return triton_kernel
+
+
+def _forward_triton(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return _triton().forward(x, a, b)
+
+
+def _backward_triton(
+    grad: Tensor, x: Tensor, a: Tensor, b: Tensor, need: tuple[bool, bool, bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    gx, ga, gb = _triton().backward(grad, x, a, b)
+    return (gx if need[0] else None, ga.sum_to_size(a.shape) if need[1] else None,
+            gb.sum_to_size(b.shape) if need[2] else None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of APALU: ``forward(x, a, b) -> y`` and ``backward(grad, x, a, b,
+    need) -> (grad x, grad a, grad b)`` (``None`` where ``need`` is False) on effective
+    parameters already shaped to broadcast against ``x``."""
+
+    name: str
+    forward: Callable[[Tensor, Tensor, Tensor], Tensor]
+    backward: Callable[..., tuple[Tensor | None, Tensor | None, Tensor | None]]
+    description: str
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("reference", _forward_math, _backward_math,
+                "plain autograd on the safe formulas; any dtype and device, torch.func, export; "
+                "the test oracle (saves several tensors per call)"),
+        Backend("aten", _forward_eager, _backward_eager,
+                "a few fused ATen kernels eagerly (CPU float64, GPU without Triton, "
+                f"{_ext.ENV_SWITCH}=0); saves only x, a, b"),
+        Backend("kernel", _forward_kernel, _backward_kernel,
+                "the C++ operator apalu::apalu (CPU float32): one pass per direction, autograd "
+                "in C++, softplus of the module's raw parameters inside"),
+        Backend("compiled", _forward_fused, _backward_fused,
+                "inside torch.compile: the single-exp form, fused by inductor"),
+        Backend("compiled-kernel", _forward_compiled_kernel, _backward_compiled_kernel,
+                "inside torch.compile on CPU float32: the C++ kernel as opaque custom ops"),
+        Backend("triton", _forward_triton, _backward_triton,
+                "CUDA: the Triton kernel of apalu.triton_kernel, when it is available"),
+    )
+}
+
+
+_TRITON: dict[str, bool] = {}
+
+
+def _triton_available(with_backward: bool) -> bool:
+    """Whether apalu.triton_kernel imports and says it can run (asked once per process), and
+    has a backward when gradients are needed."""
+    if "ok" not in _TRITON:
+        try:
+            module = _triton()
+            _TRITON["ok"] = bool(module.available())
+            _TRITON["backward"] = callable(getattr(module, "backward", None))
+        except Exception:  # not installed, no GPU driver, module absent: ATen instead
+            _TRITON["ok"] = False
+    return _TRITON["ok"] and (not with_backward or _TRITON.get("backward", False))
+
+
+def _kernel_enabled(env: Mapping[str, str] | None) -> bool:
+    if env is not None and env.get(_ext.ENV_SWITCH, "1") == "0":
+        return False
+    return _ext.available()
+
+
+def exporting() -> bool:
+    """Whether a graph is being captured for deployment (torch.export, ONNX, TorchScript)."""
+    return (torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export())
+
+
+_FLOAT32 = torch.float32
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def choose_backend(
+    x: Tensor,
+    a: Tensor,
+    b: Tensor,
+    *,
+    requires_grad: bool,
+    compiled: bool,
+    env: Mapping[str, str] | None = None,
+    exporting: bool = False,
+    device_type: str | None = None,
+) -> str:
+    """The name of the :data:`BACKENDS` entry that computes ``apalu(x, a, b)``.
+
+    The only policy in this module. ``a``, ``b`` as passed to the backend (effective values
+    shaped against ``x``, or the module's raw 1-D parameters). ``requires_grad``: whether
+    autograd records the call (torch.func transforms then need the reference, whose ops they
+    know). ``compiled``: inside ``torch.compile``. ``env``: environment overrides (``{"APALU_CPU_
+    KERNEL": "0"}`` switches the C++ kernel off; ``os.environ`` is always consulted too).
+    ``exporting``: capturing for deployment (standard ops only). ``device_type``: overrides
+    ``x.device.type`` (to test the GPU choice on a CPU).
+    """
+    if exporting:
+        return "reference"  # standard ATen ops: torch.export and the ONNX exporters know them
+    device = device_type or x.device.type
+    kernel_dtype = x.dtype is _FLOAT32 and a.dtype is _FLOAT32 and b.dtype is _FLOAT32
+    if compiled:
+        if (device == "cpu" and kernel_dtype and _kernel_enabled(env)
+                and _kernel_layout(x, a, b) is not None):
+            return "compiled-kernel"
+        return "compiled"
+    if type(x) not in _PLAIN or torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return "reference"  # torch.func transforms, tracers and subclasses know its ATen ops
+    if device == "cuda":
+        return "triton" if _triton_available(with_backward=requires_grad) else "aten"
+    if device != "cpu":
+        return "reference"
+    if kernel_dtype and _kernel_enabled(env) and _kernel_layout(x, a, b) is not None:
+        return "kernel"
+    return "aten"
+
+
+def describe_backends() -> str:
+    """A few lines for reports: each backend, what it is, and which one a CPU float32 call and
+    a float64 call take here."""
+    x32, x64 = torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64)
+    one32, one64 = torch.ones(1), torch.ones(1, dtype=torch.float64)
+    lines = [f"{b.name:16s} {b.description}" for b in BACKENDS.values()]
+    lines.append(f"here: CPU float32 -> {choose_backend(x32, one32, one32, requires_grad=True, compiled=False)}, "
+                 f"CPU float64 -> {choose_backend(x64, one64, one64, requires_grad=True, compiled=False)} "
+                 f"({_ext.status()})")
+    return "\n".join(lines)
 
 
 class _APALUFunction(torch.autograd.Function):
-    """Saves only (x, a, b); recomputes the branches in backward."""
+    """The Python-side backends under autograd: saves only (x, a, b), recomputes the rest.
+
+    ``backend`` names the pair that runs both directions. A backward that is itself recorded
+    (``create_graph=True``) runs the reference backward, written in differentiable ops, so
+    double backward and ``torch.func`` work; inside a compiled graph the compiled pair's
+    backward is traced as it is."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Tensor, a: Tensor, b: Tensor, use_kernel: bool) -> Tensor:
+    def forward(x: Tensor, a: Tensor, b: Tensor, backend: str) -> Tensor:
         work = compute_dtype(x.dtype)
-        if torch.compiler.is_compiling():
-            layout = _kernel_layout(x, a, b) if use_kernel else None
-            if layout is not None:  # an opaque custom op in the graph
-                return torch.ops.apalu.forward_cpu(x.contiguous(), *layout)
-            return _forward_fused(x.to(work), a.to(work), b.to(work)).to(x.dtype)
-        if _plain_cpu(x, a, b):
-            layout = _kernel_layout(x, a, b) if use_kernel and x.is_contiguous() else None
-            if layout is not None:
-                return _ext.kernel().forward(x, *layout)
-            return _forward_eager(x, a, b)
-        out = _forward_math(x.to(work), a.to(work), b.to(work))
-        return out.to(x.dtype)
+        if work is x.dtype:
+            return BACKENDS[backend].forward(x, a.to(work), b.to(work))
+        return BACKENDS[backend].forward(x.to(work), a.to(work), b.to(work)).to(x.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, a, b, use_kernel = inputs
+        x, a, b, backend = inputs
         ctx.save_for_backward(x, a, b)
-        ctx.use_kernel = use_kernel
-        # decided here: the backward of a compiled graph is traced where is_compiling() is False
-        ctx.fused = torch.compiler.is_compiling()
+        ctx.backend = backend
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, a, b = ctx.saved_tensors
         work = compute_dtype(x.dtype)
-        need = tuple(ctx.needs_input_grad[:3])  # (x, a, b); use_kernel is not a tensor
-        gx = ga = gb = None
-        if ctx.fused or torch.compiler.is_compiling():
-            layout = _kernel_layout(x, a, b) if ctx.use_kernel else None
-            if layout is not None:
-                out = torch.ops.apalu.backward_cpu(grad.contiguous(), x.contiguous(), *layout, need[0])
-                gx, ga, gb = _kernel_grads(out, a, b, need[0])
-            else:
-                gx, ga, gb = _backward_fused(grad.to(work), x.to(work), a.to(work), b.to(work), need)
-            need = (False, False, False)
-        elif not torch.is_grad_enabled() and _plain_cpu(grad, x, a, b):
-            # (with create_graph the differentiable _backward_math below is used)
-            layout = _kernel_layout(x, a, b) if ctx.use_kernel and x.is_contiguous() else None
-            if layout is not None:
-                out = _ext.kernel().backward(grad.contiguous(), x, *layout, need[0])
-                gx, ga, gb = _kernel_grads(out, a, b, need[0])
-            else:
-                gx, ga, gb = _backward_eager(grad, x, a, b, need)
-            need = (False, False, False)
-        if any(need):
-            gx, ga, gb = _backward_math(grad.to(work), x.to(work), a.to(work), b.to(work), need)
+        need = tuple(ctx.needs_input_grad[:3])  # (x, a, b); the backend name is not a tensor
+        name = ctx.backend
+        if torch.is_grad_enabled() and not name.startswith("compiled"):
+            name = "reference"
+        gx, ga, gb = BACKENDS[name].backward(grad.to(work), x.to(work), a.to(work), b.to(work),
+                                             need)
         return (
             None if gx is None else gx.to(x.dtype),
             None if ga is None else ga.to(a.dtype),
@@ -432,18 +543,43 @@ class _APALUFunction(torch.autograd.Function):
         )
 
 
+def _run(name: str, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``apalu`` on effective parameters shaped against ``x``, by the backend ``name``."""
+    if name == "kernel":
+        return _forward_kernel(x, a, b)  # autograd in C++
+    if name == "reference":
+        work = compute_dtype(x.dtype)
+        return _forward_math(x.to(work), a.to(work), b.to(work)).to(x.dtype)
+    return _APALUFunction.apply(x, a, b, name)
+
+
+def _records(*ts: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+
+
 def _prepare(x: Tensor, a: Tensor | float, b: Tensor | float) -> tuple[Tensor, Tensor]:
     if not x.is_floating_point():
         raise TypeError(f"APALU needs a floating-point input, got {x.dtype}")
     return expand_param(a, x), expand_param(b, x)
 
 
+def _apalu(x: Tensor, a: Tensor | float, b: Tensor | float, env: Mapping[str, str] | None) -> Tensor:
+    a_, b_ = _prepare(x, a, b)
+    name = choose_backend(x, a_, b_, requires_grad=_records(x, a_, b_),
+                          compiled=torch.compiler.is_compiling(), env=env, exporting=exporting())
+    return _run(name, x, a_, b_)
+
+
 def apalu(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
     r"""APALU on effective parameters, with a lean backward.
 
     .. math::
-        f(x) = \begin{cases} a\,(x + x\,\sigma(1.702\,x)) & x \ge 0 \\
-                             b\,(e^{x} - 1) & x < 0 \end{cases}
+        f(x) = \begin{cases} a\,(x + x\,\sigma(k\,x)) & x \ge 0 \\
+                             b\,(e^{x} - 1) & x < 0 \end{cases} \qquad k = 1.702
+
+    The backend is chosen per call by :func:`choose_backend` (the C++ kernel on a CPU in
+    float32, ATen elsewhere, the fused form under ``torch.compile``, standard ops when
+    exporting); all compute the same function.
 
     Args:
         x: input of any shape, floating point.
@@ -459,23 +595,43 @@ def apalu(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
         >>> apalu(torch.tensor([-1.0, 0.0, 1.0]), 1.0, 1.0)
         tensor([-0.6321,  0.0000,  1.8458])
     """
-    a_, b_ = _prepare(x, a, b)
-    return _APALUFunction.apply(x, a_, b_, True)
+    return _apalu(x, a, b, None)
+
+
+_NO_KERNEL = {_ext.ENV_SWITCH: "0"}
 
 
 def apalu_without_kernel(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
     """:func:`apalu` without the compiled CPU kernel: the ATen path eagerly, the inductor-generated
     kernel under ``torch.compile``. The same function and the same saved tensors; for comparison
     and for machines where the kernel can not be built."""
-    a_, b_ = _prepare(x, a, b)
-    return _APALUFunction.apply(x, a_, b_, False)
+    return _apalu(x, a, b, _NO_KERNEL)
 
 
 def apalu_reference(x: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
-    """The same function through plain autograd (saves every intermediate; for comparison)."""
+    """The same function through plain autograd (saves every intermediate; the test oracle)."""
     a_, b_ = _prepare(x, a, b)
-    work = compute_dtype(x.dtype)
-    return _forward_math(x.to(work), a_.to(work), b_.to(work)).to(x.dtype)
+    return _run("reference", x, a_, b_)
+
+
+def apalu_raw(x: Tensor, a_raw: Tensor, b_raw: Tensor, *, softplus: bool, floor: float) -> Tensor:
+    """APALU on a module's raw 1-D parameters: ``a = softplus(a_raw) + floor`` when ``softplus``,
+    else ``a = a_raw`` (and the same for b).
+
+    On the C++ kernel this is one operator call: the softplus is applied inside it and its
+    gradient chained there, so a module's forward and backward never pass through Python.
+    """
+    if not x.is_floating_point():
+        raise TypeError(f"APALU needs a floating-point input, got {x.dtype}")
+    compiling = torch.compiler.is_compiling()
+    if not compiling and choose_backend(
+        x, a_raw, b_raw, requires_grad=True, compiled=False, exporting=exporting()
+    ) == "kernel":
+        return torch.ops.apalu.apalu(x, a_raw, b_raw, K, -1, softplus, floor)
+    if softplus:
+        a_raw = torch.nn.functional.softplus(a_raw) + floor
+        b_raw = torch.nn.functional.softplus(b_raw) + floor
+    return apalu(x, a_raw, b_raw)
 
 
 _COMPILED = None  # the torch.compile'd apalu, built on first use

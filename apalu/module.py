@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import apalu, apalu_compiled
+from .functional import apalu_compiled, apalu_raw
 from .init import InitSpec, parse_init
 
 __all__ = ["APALU", "CONSTRAINTS"]
@@ -70,8 +70,8 @@ class APALU(nn.Module):
     Example::
 
         >>> m = APALU(init={"a": 1.0, "b": 1.0})
-        >>> m(torch.tensor([-1.0, 0.0, 1.0]))
-        tensor([-0.6321,  0.0000,  1.8458], grad_fn=<_APALUFunctionBackward>)
+        >>> m(torch.tensor([-1.0, 0.0, 1.0])).detach()
+        tensor([-0.6321,  0.0000,  1.8458])
         >>> APALU(16, init="c1:0,2")  # one a and b per channel of an (N, 16, *) input
         APALU(num_parameters=16, init='c1:0,2', constraint='softplus', compile=False, inplace=False)
     """
@@ -111,6 +111,10 @@ class APALU(nn.Module):
         self.a_raw.copy_(a)
         self.b_raw.copy_(b)
 
+    @property
+    def _softplus(self) -> bool:
+        return self.constraint == "softplus"
+
     def _effective(self, raw: Tensor) -> Tensor:
         return F.softplus(raw) + MIN_VALUE if self.constraint == "softplus" else raw
 
@@ -125,7 +129,8 @@ class APALU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.use_compiled:
             return apalu_compiled(x, self.a, self.b)
-        return apalu(x, self.a, self.b)
+        # one operator call on the C++ kernel (softplus applied inside), else a, b then apalu
+        return apalu_raw(x, self.a_raw, self.b_raw, softplus=self._softplus, floor=MIN_VALUE)
 
     def extra_repr(self) -> str:
         return (f"num_parameters={self.num_parameters}, init='{self.init}', constraint={self.constraint!r}, "

@@ -1,7 +1,9 @@
 // APALU on the CPU, float32: one pass over memory per direction, vectorised with ATen's
 // at::vec (the ISA is chosen at build time by apalu/_ext.py), threads from at::parallel_for.
 //
-//   f(x) = a·(x + x·σ(kx))  for x >= 0,    b·(eˣ − 1)  for x < 0,    k = 1.702
+//   f(x) = a·(x + x·σ(kx))  for x >= 0,    b·(eˣ − 1)  for x < 0
+//
+// k is an argument of every entry point: its one definition is apalu.functional.K.
 //
 // The positive branch is scaled before it is summed, (a·x)·(1 + σ) (and (g·x)·(1 + σ) for the
 // gradient of a), so it overflows only where the true value does.
@@ -11,19 +13,30 @@
 // range reduction with full relative accuracy near 0⁻ (see exp_parts).
 //
 // Backward reads (g, x) once and writes grad x; the parameter gradients are reduced in the same
-// pass: float vector partial sums over blocks of BLOCK elements, then doubles per thread.
+// pass (only when they are needed): float vector partial sums over blocks of BLOCK elements,
+// then doubles per thread.
 //
-// Layout: x is contiguous; a and b hold P values (P = 1, or one per channel). Element i belongs
-// to channel (i / inner) % P, so a run of `inner` elements shares one (a, b). inner == 1 with
-// P > 1 is the (N, C) case, where parameters vary along the row and are loaded as vectors.
+// Layout: x is made contiguous; a and b hold P values (P = 1, or one per channel). Element i
+// belongs to channel (i / inner) % P, so a run of `inner` elements shares one (a, b). inner == 1
+// with P > 1 is the (N, C) case, where parameters vary along the row and are loaded as vectors.
+// inner < 1 asks for torch.nn.functional.prelu's rule: channels are dim 1 (dim 0 of a 1-D x).
+//
+// The operator apalu::apalu (TORCH_LIBRARY below) is the whole layer in one call: it takes the
+// module's raw parameters and, with softplus = true, applies a = softplus(ρ) + floor itself, and
+// its autograd kernel is C++ too (saves x, a, b; recomputes the rest), so neither direction
+// passes through Python. Under torch.inference_mode() the CPU kernel runs directly (no autograd
+// bookkeeping, nothing saved).
 
 #include <torch/extension.h>
+#include <torch/library.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #if defined(__linux__)
@@ -34,7 +47,8 @@ namespace {
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
-constexpr float K = 1.702f;
+// beyond this x, kx·σ(−kx) is exactly 0 in float32 (apalu.functional.SATURATE, same value)
+constexpr float SATURATE = 1e4f;
 constexpr int64_t BLOCK = 16384;  // elements per float partial sum (then added in double)
 constexpr int64_t GRAIN = 32768;  // elements per parallel task at least
 
@@ -71,8 +85,8 @@ inline ExpParts exp_parts(const Vec& t) {
   return out;
 }
 
-inline Vec forward_vec(const Vec& x, const Vec& a, const Vec& b) {
-  Vec t = at::vec::clamp_max(x, x * Vec(-K));  // NaN in x: NaN in both operands
+inline Vec forward_vec(const Vec& x, const Vec& a, const Vec& b, const Vec& nk) {
+  Vec t = at::vec::clamp_max(x, x * nk);  // nk = −k  // NaN in x: NaN in both operands
   ExpParts ex = exp_parts(t);
   Vec r = (ex.e + Vec(1.0f)).reciprocal();  // σ(kx) on x >= 0
   // a·x first: x + x·σ overflows for x > 1.7e38 although a·(x + x·σ) fits for a < 0.5
@@ -86,16 +100,16 @@ struct Grads {
   Vec gx, ga, gb;  // gradient for x; the terms of Σ for a and b
 };
 
-inline Grads backward_vec(const Vec& g, const Vec& x, const Vec& a, const Vec& b) {
+inline Grads backward_vec(const Vec& g, const Vec& x, const Vec& a, const Vec& b, const Vec& k) {
   Vec one(1.0f), zero(0.0f);
-  Vec t = at::vec::clamp_max(x, x * Vec(-K));
+  Vec t = at::vec::clamp_max(x, x * (zero - k));
   ExpParts ex = exp_parts(t);
   const Vec& e = ex.e;
   Vec r = (e + one).reciprocal();
   Vec pos = x >= zero;
   // d/dx [x + x·σ(kx)] = 1 + σ + kx·σ·(1 − σ), with 1 − σ = e·σ (no cancellation); x is capped
   // so that kx·e·σ² is 0, not inf·0, at x = +inf.
-  Vec kx = at::vec::clamp_max(x, Vec(1e4f)) * Vec(K);
+  Vec kx = at::vec::clamp_max(x, Vec(SATURATE)) * k;
   Vec dpos = a * (one + r + kx * e * r * r);
   Grads out;
   out.gx = g * Vec::blendv(b * e, dpos, pos);
@@ -127,15 +141,6 @@ inline void advise_huge_pages(const at::Tensor& t) {
 #endif
 }
 
-void check(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, int64_t inner) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous(),
-              "apalu_cpu: x must be a contiguous float32 CPU tensor");
-  TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.is_contiguous() &&
-                  b.is_contiguous() && a.numel() == b.numel() && a.numel() >= 1,
-              "apalu_cpu: a and b must be contiguous float32 tensors of one size");
-  TORCH_CHECK(inner >= 1, "apalu_cpu: inner must be >= 1");
-}
-
 // Calls fn(begin, end, a_c, b_c, c) over maximal runs of [lo, hi) that share one channel.
 template <typename F>
 inline void for_runs(int64_t lo, int64_t hi, int64_t inner, int64_t P, const float* a,
@@ -153,18 +158,11 @@ inline void for_runs(int64_t lo, int64_t hi, int64_t inner, int64_t P, const flo
   }
 }
 
-}  // namespace
+// ---- the passes over memory, on effective (positive) parameters ----------------------------
 
-at::Tensor apalu_forward(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b,
-                         int64_t inner) {
-  check(x, a, b, inner);
-  auto y = at::empty_like(x);
-  advise_huge_pages(y);
-  const float* xp = x.const_data_ptr<float>();
-  const float* ap = a.const_data_ptr<float>();
-  const float* bp = b.const_data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const int64_t n = x.numel(), P = a.numel();
+void forward_pass(const float* xp, float* yp, int64_t n, const float* ap, const float* bp,
+                  int64_t P, int64_t inner, float k) {
+  const Vec nk(-k);
   if (P > 1 && inner == 1) {  // (N, C): parameters vary along each row of P values
     const int64_t rows = n / P;
     at::parallel_for(0, rows, std::max<int64_t>(1, GRAIN / P), [&](int64_t r0, int64_t r1) {
@@ -172,45 +170,62 @@ at::Tensor apalu_forward(const at::Tensor& x, const at::Tensor& a, const at::Ten
         for (int64_t c = 0; c < P; c += W) {
           int64_t m = std::min(W, P - c);
           Vec av = Vec::loadu(ap + c, m), bv = Vec::loadu(bp + c, m);
-          forward_vec(Vec::loadu(xp + row * P + c, m), av, bv).store(yp + row * P + c, m);
+          forward_vec(Vec::loadu(xp + row * P + c, m), av, bv, nk).store(yp + row * P + c, m);
         }
       }
     });
-    return y;
+    return;
   }
   at::parallel_for(0, n, GRAIN, [&](int64_t lo, int64_t hi) {
     for_runs(lo, hi, inner, P, ap, bp, [&](int64_t i0, int64_t i1, float ac, float bc, int64_t) {
       Vec av(ac), bv(bc);
       int64_t i = i0;
-      for (; i + W <= i1; i += W) forward_vec(Vec::loadu(xp + i), av, bv).store(yp + i);
-      if (i < i1) forward_vec(Vec::loadu(xp + i, i1 - i), av, bv).store(yp + i, i1 - i);
+      for (; i + W <= i1; i += W) forward_vec(Vec::loadu(xp + i), av, bv, nk).store(yp + i);
+      if (i < i1) forward_vec(Vec::loadu(xp + i, i1 - i), av, bv, nk).store(yp + i, i1 - i);
     });
   });
-  return y;
 }
 
-// Returns (grad x or an empty tensor, grad a, grad b); grad a and b have a's shape.
-std::vector<at::Tensor> apalu_backward(const at::Tensor& grad, const at::Tensor& x,
-                                       const at::Tensor& a, const at::Tensor& b, int64_t inner,
-                                       bool need_x) {
-  check(x, a, b, inner);
-  TORCH_CHECK(grad.sizes() == x.sizes() && grad.scalar_type() == at::kFloat && grad.is_contiguous(),
-              "apalu_cpu: grad must be a contiguous float32 tensor of x's shape");
-  const float* gp = grad.const_data_ptr<float>();
-  const float* xp = x.const_data_ptr<float>();
-  const float* ap = a.const_data_ptr<float>();
-  const float* bp = b.const_data_ptr<float>();
-  at::Tensor gx = need_x ? at::empty_like(x) : at::empty({0}, x.options());
-  if (need_x) advise_huge_pages(gx);
-  float* gxp = need_x ? gx.data_ptr<float>() : nullptr;
-  const int64_t n = x.numel(), P = a.numel();
+// Writes grad x into gxp (when not null) and, when sum_a is not null, Σ over each channel of
+// the terms for a and b into sum_a[c], sum_b[c] (doubles).
+void backward_pass(const float* gp, const float* xp, float* gxp, int64_t n, const float* ap,
+                   const float* bp, int64_t P, int64_t inner, float k, double* sum_a,
+                   double* sum_b) {
+  const Vec kv(k);
+  if (sum_a == nullptr) {  // grad x only: no reductions
+    if (P > 1 && inner == 1) {
+      const int64_t rows = n / P;
+      at::parallel_for(0, rows, std::max<int64_t>(1, GRAIN / P), [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          for (int64_t c = 0; c < P; c += W) {
+            const int64_t m = std::min(W, P - c), i = row * P + c;
+            backward_vec(Vec::loadu(gp + i, m), Vec::loadu(xp + i, m), Vec::loadu(ap + c, m),
+                         Vec::loadu(bp + c, m), kv).gx.store(gxp + i, m);
+          }
+        }
+      });
+      return;
+    }
+    at::parallel_for(0, n, GRAIN, [&](int64_t lo, int64_t hi) {
+      for_runs(lo, hi, inner, P, ap, bp, [&](int64_t i0, int64_t i1, float ac, float bc, int64_t) {
+        Vec av(ac), bv(bc);
+        int64_t i = i0;
+        for (; i + W <= i1; i += W)
+          backward_vec(Vec::loadu(gp + i), Vec::loadu(xp + i), av, bv, kv).gx.store(gxp + i);
+        if (i < i1)
+          backward_vec(Vec::loadu(gp + i, i1 - i), Vec::loadu(xp + i, i1 - i), av, bv, kv)
+              .gx.store(gxp + i, i1 - i);
+      });
+    });
+    return;
+  }
   const int64_t T = at::get_num_threads();
   std::vector<double> acc_a(T * P, 0.0), acc_b(T * P, 0.0);
 
   auto step = [&](int64_t i, int64_t m, const Vec& av, const Vec& bv, Vec& sa, Vec& sb) {
     Vec g = m == W ? Vec::loadu(gp + i) : Vec::loadu(gp + i, m);
     Vec xv = m == W ? Vec::loadu(xp + i) : Vec::loadu(xp + i, m);
-    Grads d = backward_vec(g, xv, av, bv);  // zero-filled tail lanes give g = 0: terms 0
+    Grads d = backward_vec(g, xv, av, bv, kv);  // zero-filled tail lanes give g = 0: terms 0
     if (gxp) {
       if (m == W) d.gx.store(gxp + i); else d.gx.store(gxp + i, m);
     }
@@ -256,24 +271,248 @@ std::vector<at::Tensor> apalu_backward(const at::Tensor& grad, const at::Tensor&
       });
     });
   }
-  auto ga = at::zeros_like(a), gb = at::zeros_like(b);
-  float* gap = ga.data_ptr<float>();
-  float* gbp = gb.data_ptr<float>();
   for (int64_t c = 0; c < P; ++c) {
     double sa = 0.0, sb = 0.0;
     for (int64_t t = 0; t < T; ++t) {
       sa += acc_a[t * P + c];
       sb += acc_b[t * P + c];
     }
-    gap[c] = static_cast<float>(sa);
-    gbp[c] = static_cast<float>(sb);
+    sum_a[c] = sa;
+    sum_b[c] = sb;
+  }
+}
+
+// ---- parameters: raw -> effective, layout ------------------------------------------------
+
+// torch.nn.functional.softplus (beta 1, threshold 20) in float32, then + floor in float32: the
+// module's a = softplus(ρ) + floor as its ATen ops compute it (up to libm's last-bit rounding).
+inline float softplus_floor(float r, float floor) {
+  float sp = r > 20.0f ? r : static_cast<float>(std::log1p(std::exp(static_cast<double>(r))));
+  return sp + floor;
+}
+
+// d softplus / dρ as ATen's softplus_backward: 1 past the threshold, z / (z + 1) with z = e^ρ.
+inline float softplus_slope(float r) {
+  if (r > 20.0f) return 1.0f;
+  float z = std::exp(r);
+  return z / (z + 1.0f);
+}
+
+// Effective a and b (P values each) in `store` when softplus is applied, else the inputs' data.
+struct Effective {
+  std::vector<float> store;
+  const float* a;
+  const float* b;
+};
+
+Effective effective(const at::Tensor& a, const at::Tensor& b, bool softplus, double floor) {
+  Effective e;
+  const int64_t P = a.numel();
+  if (!softplus) {
+    e.a = a.const_data_ptr<float>();
+    e.b = b.const_data_ptr<float>();
+    return e;
+  }
+  e.store.resize(2 * P);
+  const float* ar = a.const_data_ptr<float>();
+  const float* br = b.const_data_ptr<float>();
+  const float f = static_cast<float>(floor);
+  for (int64_t c = 0; c < P; ++c) {
+    e.store[c] = softplus_floor(ar[c], f);
+    e.store[P + c] = softplus_floor(br[c], f);
+  }
+  e.a = e.store.data();
+  e.b = e.store.data() + P;
+  return e;
+}
+
+void check_params(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu() && a.scalar_type() == at::kFloat &&
+                  b.scalar_type() == at::kFloat && a.is_contiguous() && b.is_contiguous() &&
+                  a.numel() == b.numel() && a.numel() >= 1,
+              "apalu_cpu: a and b must be contiguous float32 CPU tensors of one size");
+}
+
+// The run length of one channel: `inner` when given (>= 1), else prelu's rule.
+int64_t resolve_inner(const at::Tensor& x, int64_t P, int64_t inner) {
+  if (inner >= 1) return inner;
+  if (P == 1) return 1;
+  const int64_t cd = x.dim() >= 2 ? 1 : 0;
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(cd) == P, "per-channel APALU parameter has ", P,
+                    " values but the input has shape ", x.sizes(), " (channels are dim ", cd, ")");
+  int64_t run = 1;
+  for (int64_t d = cd + 1; d < x.dim(); ++d) run *= x.size(d);
+  return run;
+}
+
+// ---- entry points --------------------------------------------------------------------------
+
+at::Tensor apalu_forward(const at::Tensor& x_in, const at::Tensor& a, const at::Tensor& b,
+                         double k, int64_t inner, bool softplus, double floor) {
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat,
+              "apalu_cpu: x must be a float32 CPU tensor");
+  check_params(a, b);
+  const at::Tensor x = x_in.contiguous();
+  const int64_t P = a.numel();
+  inner = resolve_inner(x, P, inner);
+  Effective e = effective(a, b, softplus, floor);
+  auto y = at::empty_like(x);
+  advise_huge_pages(y);
+  forward_pass(x.const_data_ptr<float>(), y.data_ptr<float>(), x.numel(), e.a, e.b, P, inner,
+               static_cast<float>(k));
+  return y;
+}
+
+// (grad x or an empty tensor, grad a, grad b or empty tensors); the parameter gradients have
+// the shapes of a and b and are for the given (raw, with softplus) parameters.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> apalu_backward(
+    const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& a, const at::Tensor& b,
+    double k, int64_t inner, bool softplus, double floor, bool need_x, bool need_ab) {
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat &&
+                  grad_in.scalar_type() == at::kFloat && grad_in.sizes() == x_in.sizes(),
+              "apalu_cpu: x and grad must be float32 CPU tensors of one shape");
+  check_params(a, b);
+  const at::Tensor x = x_in.contiguous(), grad = grad_in.contiguous();
+  const int64_t P = a.numel();
+  inner = resolve_inner(x, P, inner);
+  Effective e = effective(a, b, softplus, floor);
+  at::Tensor gx = need_x ? at::empty_like(x) : at::empty({0}, x.options());
+  if (need_x) advise_huge_pages(gx);
+  at::Tensor ga = need_ab ? at::empty_like(a) : at::empty({0}, a.options());
+  at::Tensor gb = need_ab ? at::empty_like(b) : at::empty({0}, b.options());
+  std::vector<double> sums(need_ab ? 2 * P : 0);
+  backward_pass(grad.const_data_ptr<float>(), x.const_data_ptr<float>(),
+                need_x ? gx.data_ptr<float>() : nullptr, x.numel(), e.a, e.b, P, inner,
+                static_cast<float>(k), need_ab ? sums.data() : nullptr,
+                need_ab ? sums.data() + P : nullptr);
+  if (need_ab) {
+    float* gap = ga.data_ptr<float>();
+    float* gbp = gb.data_ptr<float>();
+    const float* ar = a.const_data_ptr<float>();
+    const float* br = b.const_data_ptr<float>();
+    for (int64_t c = 0; c < P; ++c) {
+      gap[c] = static_cast<float>(sums[c]);
+      gbp[c] = static_cast<float>(sums[P + c]);
+      if (softplus) {  // chain rule through a = softplus(ρ) + floor, as ATen's backward does
+        gap[c] *= softplus_slope(ar[c]);
+        gbp[c] *= softplus_slope(br[c]);
+      }
+    }
   }
   return {gx, ga, gb};
+}
+
+// The gradients in differentiable ATen ops, for a backward that is itself recorded
+// (create_graph=True: double backward, gradient penalties). Same formulas as
+// apalu.functional's reference backward; rare, so plain ATen.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> differentiable_backward(
+    const at::Tensor& g, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double k,
+    int64_t inner, bool softplus, double floor) {
+  const int64_t P = a.numel();
+  inner = resolve_inner(x, P, inner);
+  std::vector<int64_t> shape(x.dim(), 1);  // a, b viewed to broadcast against x
+  if (P > 1) {
+    int64_t run = 1, d = x.dim() - 1;
+    while (d > 0 && run < inner) run *= x.size(d--);
+    TORCH_CHECK(run == inner && x.size(d) == P, "apalu: channel layout not understood");
+    shape[d] = P;
+  }
+  auto to_effective = [&](const at::Tensor& r) { return softplus ? at::softplus(r) + floor : r; };
+  at::Tensor ae = to_effective(a).reshape(shape), be = to_effective(b).reshape(shape);
+  at::Tensor pos = x >= 0, xp = x.clamp_min(0), xn = x.clamp_max(0);
+  at::Tensor xc = xp.clamp_max(SATURATE), s = at::sigmoid(xc * k);
+  at::Tensor gx = g * at::where(pos, ae * (1 + s + k * xc * s * at::sigmoid(xc * -k)),
+                                be * at::exp(xn));
+  at::Tensor ga = at::where(pos, (g * xp) * (1 + s), at::zeros_like(g)).sum_to_size(ae.sizes());
+  at::Tensor gb = at::where(pos, at::zeros_like(g), g * at::expm1(xn)).sum_to_size(be.sizes());
+  ga = ga.reshape(a.sizes());
+  gb = gb.reshape(b.sizes());
+  if (softplus) {  // softplus' slope with ATen's threshold: 1 past 20
+    ga = ga * at::where(a > 20, at::ones_like(a), at::sigmoid(a));
+    gb = gb * at::where(b > 20, at::ones_like(b), at::sigmoid(b));
+  }
+  return {gx, ga, gb};
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+class APALUFunction : public torch::autograd::Function<APALUFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& a,
+                            const at::Tensor& b, double k, int64_t inner, bool softplus,
+                            double floor) {
+    ctx->save_for_backward({x, a, b});
+    ctx->saved_data["k"] = k;
+    ctx->saved_data["inner"] = inner;
+    ctx->saved_data["softplus"] = softplus;
+    ctx->saved_data["floor"] = floor;
+    return apalu_forward(x, a, b, k, inner, softplus, floor);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &a = saved[1], &b = saved[2];
+    const double k = ctx->saved_data["k"].toDouble(), floor = ctx->saved_data["floor"].toDouble();
+    const int64_t inner = ctx->saved_data["inner"].toInt();
+    const bool softplus = ctx->saved_data["softplus"].toBool();
+    const bool need_x = ctx->needs_input_grad(0);
+    const bool need_ab = ctx->needs_input_grad(1) || ctx->needs_input_grad(2);
+    at::Tensor gx, ga, gb;
+    if (at::GradMode::is_enabled()) {  // create_graph: the backward is itself differentiated
+      std::tie(gx, ga, gb) = differentiable_backward(grads[0], x, a, b, k, inner, softplus, floor);
+    } else {
+      std::tie(gx, ga, gb) =
+          apalu_backward(grads[0], x, a, b, k, inner, softplus, floor, need_x, need_ab);
+    }
+    at::Tensor none;
+    return {need_x ? gx : none, ctx->needs_input_grad(1) ? ga : none,
+            ctx->needs_input_grad(2) ? gb : none, none, none, none, none};
+  }
+};
+
+at::Tensor apalu_autograd(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double k,
+                          int64_t inner, bool softplus, double floor) {
+  return APALUFunction::apply(x, a, b, k, inner, softplus, floor);
+}
+
+at::Tensor apalu_meta(const at::Tensor& x, const at::Tensor&, const at::Tensor&, double, int64_t,
+                      bool, double) {
+  return at::empty_like(x, x.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> apalu_backward_meta(
+    const at::Tensor&, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double,
+    int64_t, bool, double, bool need_x, bool need_ab) {
+  auto empty = [](const at::Tensor& t, bool need) {
+    return need ? at::empty_like(t, t.options().memory_format(at::MemoryFormat::Contiguous))
+                : at::empty({0}, t.options());
+  };
+  return {empty(x, need_x), empty(a, need_ab), empty(b, need_ab)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(apalu, m) {
+  m.def("apalu(Tensor x, Tensor a, Tensor b, float k, int inner, bool softplus, float floor) "
+        "-> Tensor");
+  m.def("apalu_backward(Tensor grad, Tensor x, Tensor a, Tensor b, float k, int inner, "
+        "bool softplus, float floor, bool need_x, bool need_ab) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(apalu, CPU, m) {
+  m.impl("apalu", &apalu_forward);
+  m.impl("apalu_backward", &apalu_backward);
+}
+
+TORCH_LIBRARY_IMPL(apalu, Autograd, m) { m.impl("apalu", &apalu_autograd); }
+
+TORCH_LIBRARY_IMPL(apalu, Meta, m) {
+  m.impl("apalu", &apalu_meta);
+  m.impl("apalu_backward", &apalu_backward_meta);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_huge_pages", [](bool on) { g_huge_pages = on; },
         "advise transparent huge pages for large outputs (default on)");
-  m.def("forward", &apalu_forward, "APALU forward (CPU, float32)");
-  m.def("backward", &apalu_backward, "APALU backward (CPU, float32): grad x, grad a, grad b");
 }
