@@ -162,19 +162,33 @@ def gradient_growth_log10(chi: float | np.ndarray, layers: int | np.ndarray, squ
     return np.asarray(layers) * np.log10(chi) * (1.0 if squared else 0.5)
 
 
+def _second_moment(activation: str, a_: float, b_: float) -> float:
+    """E[f(z)²], z ~ N(0, 1) (= 1/g²): the squared norm per unit of a layer's output at q* = 1."""
+    if activation == "apalu":
+        P, N = second_moment_constants()
+        return a_**2 * P + b_**2 * N
+    return variance_gain(activation) ** -2
+
+
 def predicted_log10_ratio(ratios):
-    """χ₁'s prediction of each run's log10(‖∇W₁‖/‖∇W_L‖): the backward signal crosses layers
-    1..L−1 between W_L and W₁, each multiplying the squared norm by χ₁ of its activation (APALU:
-    of that layer's own a, b), so the prediction is Σ_{l<L} ½·log10 χ₁,l. ``ratios`` is
+    """χ₁'s prediction of each run's log10(‖∇W₁‖/‖∇W_L‖), up to a constant shared by all arms.
+
+    ∇W_l = δ_l h_{l−1}ᵀ: between δ_L and δ₁ the backward signal crosses layers 1..L−1, each
+    multiplying its squared norm by χ₁ of its activation (APALU: of that layer's own a, b);
+    W₁ sees the data (the same for every arm) and W_L sees h_{L−1} = f(z), whose squared
+    norm per unit is E[f(z)²] = 1/g². So the prediction is
+    Σ_{l<L} ½·log10 χ₁,l − ½·log10 E[f_{L−1}(z)²]. ``ratios`` is
     :func:`apalu.lab.gradient_flow.layer_ratios`' frame; returns it with ``log10_pred_chi1``."""
     preds = []
     for act, depth, a_l, b_l in zip(ratios["activation"], ratios["depth"], ratios["a_layers"], ratios["b_layers"]):
         if act == "apalu":
-            a_arr, b_arr = np.asarray(a_l[: depth - 1]), np.asarray(b_l[: depth - 1])
+            a_arr, b_arr = np.asarray(a_l[: depth - 1], dtype=float), np.asarray(b_l[: depth - 1], dtype=float)
             ok = np.isfinite(a_arr).all() and np.isfinite(b_arr).all() and (a_arr > 0).all() and (b_arr > 0).all()
-            preds.append(float(0.5 * np.log10(chi1_apalu(a_arr, b_arr)).sum()) if ok else math.nan)
+            pred = (float(0.5 * np.log10(chi1_apalu(a_arr, b_arr)).sum())
+                    - 0.5 * math.log10(_second_moment(act, a_arr[-1], b_arr[-1]))) if ok else math.nan
         else:
-            preds.append(float(gradient_growth_log10(chi1(act), depth - 1)))
+            pred = float(gradient_growth_log10(chi1(act), depth - 1)) - 0.5 * math.log10(_second_moment(act, 1, 1))
+        preds.append(pred)
     return ratios.assign(log10_pred_chi1=preds)
 
 

@@ -69,15 +69,17 @@ def test_prediction_per_run_and_within_depth_fit():
             {"activation": "apalu", "depth": 3, "seed": 0, "stage": "init", "log10_grad_ratio": 0.1,
              "a_layers": a1, "b_layers": b1}]
     p = C.predicted_log10_ratio(pd.DataFrame(rows))["log10_pred_chi1"].tolist()
-    assert p[0] == pytest.approx(0.0, abs=1e-10)
-    # layers 1 and 2 lie between W_3 and W_1; layer 3's a, b do not enter
-    assert p[1] == pytest.approx(0.5 * (math.log10(C.chi1_apalu(1.0, 1.0)) + math.log10(C.chi1_apalu(0.5, 2.0))))
+    assert p[0] == pytest.approx(0.5 * math.log10(2.0), abs=1e-9)  # ReLU: χ₁ = 1, 1/g² = 1/2
+    # layers 1 and 2 lie between W_3 and W_1; W_3 sees layer 2's output; layer 3's a, b do not enter
+    second = 1 / init_gain(0.5, 2.0) ** 2
+    assert p[1] == pytest.approx(0.5 * (math.log10(C.chi1_apalu(1.0, 1.0)) + math.log10(C.chi1_apalu(0.5, 2.0)))
+                                 - 0.5 * math.log10(second))
     # a measurement that follows the prediction gives r near 1 within the depth, noise gives r near 0
     rng = np.random.default_rng(0)
     rows = []
     for s in range(12):
         rho = rng.uniform(0.1, 10, size=5)
-        pred = 0.5 * np.log10(C.chi1_apalu(np.ones(4), rho[:4])).sum()
+        pred = 0.5 * np.log10(C.chi1_apalu(np.ones(4), rho[:4])).sum() + math.log10(init_gain(1.0, rho[3]))
         rows.append({"activation": "apalu", "depth": 5, "seed": s, "stage": "init",
                      "log10_grad_ratio": pred + rng.normal(0, 1e-4), "a_layers": (1.0,) * 5,
                      "b_layers": tuple(rho)})
