@@ -210,14 +210,13 @@ def format_table(df, *, columns: Mapping[str, str] | None = None,
     return Table(markdown=md, text=text, frame=head, csv_path=csv_path)
 
 
-def show_table(df, **kwargs) -> Table:
-    """Display ``df`` in the book's style (arguments: :func:`format_table`); returns the
-    :class:`Table`. The display is the cell's output, so end the line with ``;`` or assign it."""
+def show_table(df, **kwargs) -> None:
+    """Display ``df`` in the book's style (arguments: :func:`format_table`, which returns the
+    :class:`Table` without showing it). Returns None, so a cell that ends with it shows the
+    table once (nbval does not honour a trailing ``;``)."""
     from IPython.display import display
 
-    table = format_table(df, **kwargs)
-    display(table)
-    return table
+    display(format_table(df, **kwargs))
 
 
 def _named_index(df) -> bool:
