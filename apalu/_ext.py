@@ -128,6 +128,14 @@ def available() -> bool:
     return kernel() is not None
 
 
+def loaded() -> bool:
+    """:func:`available` without the compile-time wrapper: the per-call check of the eager path
+    (builds on the first call like :func:`kernel`)."""
+    if not _STATE["tried"]:
+        return kernel() is not None
+    return _STATE["module"] is not None and os.environ.get(ENV_SWITCH) != "0"
+
+
 def status() -> str:
     """One line for reports: which CPU kernel APALU uses here."""
     if not enabled():

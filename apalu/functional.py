@@ -436,13 +436,23 @@ def _triton_available(with_backward: bool) -> bool:
 def _kernel_enabled(env: Mapping[str, str] | None) -> bool:
     if env is not None and env.get(_ext.ENV_SWITCH, "1") == "0":
         return False
-    return _ext.available()
+    return _ext.loaded()
+
+
+def _kernel_takes(x: Tensor, a: Tensor, b: Tensor) -> bool:
+    """Whether the kernel's layouts cover (a, b): one value each, a module's raw 1-D parameters
+    (prelu's channel rule, checked in C++), or one channel dimension of ``x``."""
+    if a.numel() == 1 and b.numel() == 1:
+        return True
+    if a.dim() == 1 and b.dim() == 1 and a.numel() == b.numel():
+        return True
+    return _kernel_layout(x, a, b) is not None
 
 
 def exporting() -> bool:
-    """Whether a graph is being captured for deployment (torch.export, ONNX, TorchScript)."""
-    return (torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.onnx.is_in_onnx_export())
+    """Whether a graph is being captured for deployment: torch.export (also under the dynamo
+    ONNX exporter) or a TorchScript trace (the TorchScript ONNX exporter)."""
+    return torch.compiler.is_exporting() or torch._C._get_tracing_state() is not None
 
 
 _FLOAT32 = torch.float32
@@ -472,11 +482,10 @@ def choose_backend(
     """
     if exporting:
         return "reference"  # standard ATen ops: torch.export and the ONNX exporters know them
-    device = device_type or x.device.type
+    device = device_type or ("cpu" if x.is_cpu else x.device.type)
     kernel_dtype = x.dtype is _FLOAT32 and a.dtype is _FLOAT32 and b.dtype is _FLOAT32
     if compiled:
-        if (device == "cpu" and kernel_dtype and _kernel_enabled(env)
-                and _kernel_layout(x, a, b) is not None):
+        if device == "cpu" and kernel_dtype and _kernel_enabled(env) and _kernel_takes(x, a, b):
             return "compiled-kernel"
         return "compiled"
     if type(x) not in _PLAIN or torch._C._functorch.is_functorch_wrapped_tensor(x):
@@ -485,7 +494,7 @@ def choose_backend(
         return "triton" if _triton_available(with_backward=requires_grad) else "aten"
     if device != "cpu":
         return "reference"
-    if kernel_dtype and _kernel_enabled(env) and _kernel_layout(x, a, b) is not None:
+    if kernel_dtype and _kernel_enabled(env) and _kernel_takes(x, a, b):
         return "kernel"
     return "aten"
 
