@@ -99,13 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     tag = device.type
     results: dict[str, list[dict]] = {}
+
+    def done(part: str, rows: list[dict]) -> None:
+        """Keep a part's rows, and write its CSV at once: a long run interrupted later keeps it."""
+        results[part] = rows
+        if out:
+            write_csv(out / (f"{part}.csv" if part == "flops" else f"{part}_{tag}.csv"), rows)
+
     print(f"# {info['cpu']} | {info['torch_threads']} threads | torch {info['torch']} | device {tag}"
           + (f" ({info['gpu']})" if "gpu" in info else "") + f" | load {info['loadavg_before']}")
 
     if "ops" not in skip:
         rows = run_cases(activation_cases(compile, device), shape, args.repeats, args.warmup, device,
                          DTYPES[args.dtype])
-        results["ops"] = rows
+        done("ops", rows)
         bw = copy_bandwidth(rows, DTYPES[args.dtype].itemsize)
         _print(f"elementwise cost, shape {args.shape}, {args.dtype}, {args.repeats} rounds "
                f"(copy bandwidth {bw / 1e9:.1f} GB/s)", rows,
@@ -113,31 +120,31 @@ def main(argv: list[str] | None = None) -> int:
                 "fraction_of_bound"])
     if "modules" not in skip:
         with threads(args.small_threads):
-            results["modules"] = module_table(sizes, args.repeats, args.warmup, device)
+            done("modules", module_table(sizes, args.repeats, args.warmup, device))
         _print(f"layers by size ({args.small_threads} thread(s)), µs per call", results["modules"],
                ["activation", "params", "direction", "elements", "median_us", "ratio_to_gelu",
                 "ratio_to_prelu"])
     if "steps" not in skip:
         with threads(args.small_threads):
-            results["steps"] = mlp_step_table(args.batch, args.repeats, args.warmup, device)
+            done("steps", mlp_step_table(args.batch, args.repeats, args.warmup, device))
         _print(f"one training step, MLP 3x32, Adam, batch {args.batch}", results["steps"],
                ["activation", "params", "median_ms", "iqr_ms", "ratio_to_relu"])
     if "e2e" not in skip:
         reps = args.e2e_repeats or args.repeats
-        results["e2e"] = e2e_table(args.batch, reps, args.warmup, device, compile)
+        done("e2e", e2e_table(args.batch, reps, args.warmup, device, compile))
         _print(f"one training step, SmallCNN, SGD, batch {args.batch}", results["e2e"],
                ["mode", "activation", "params", "median_ms", "iqr_ms", "ratio_to_relu"])
     if "memory" not in skip:
-        results["memory"] = memory_table(device=device, compile=compile)
+        done("memory", memory_table(device=device, compile=compile))
         _print("saved for backward, 20-layer MLP (width 256, batch 64), per activation layer",
                results["memory"], ["activation", "saved_inputs_per_layer", "extra_unique_inputs_per_layer"])
     if "flops" not in skip:
-        results["flops"] = flop_table()
+        done("flops", flop_table())
         _print("elementwise operations per element (counted in the aten graph)", results["flops"],
                ["activation", "forward_arith", "forward_transcendental", "fwdbwd_arith",
                 "fwdbwd_transcendental"])
     if compile and "compile-cost" not in skip:
-        results["compile"] = compile_cost(shape, device) + compile_cost(shape, device, per_channel=True)
+        done("compile", compile_cost(shape, device) + compile_cost(shape, device, per_channel=True))
         _print("compile cost of the compiled APALU (forward+backward), fresh process",
                results["compile"], ["cache", "params", "first_call_s", "second_call_s"])
     if "overhead" not in skip and device.type == "cpu":
@@ -149,16 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                 rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.overhead_before],
                                      capture_output=True, text=True).stdout.strip() or args.overhead_before
                 rows = breakdown_at_ref(rev, repo, repeats=args.repeats) + rows
-        results["overhead"] = rows
+        done("overhead", rows)
         _print("per-call overhead of a 64x32 layer, forward+backward (µs, torch.profiler)", rows,
                ["version", "module", "component", "us_per_call_estimated", "share", "unprofiled_us_per_call"])
-    results["targets"] = judge(results, tag)
+    done("targets", judge(results, tag))
     _print("targets", results["targets"], ["group", "ratio", "measured", "target", "verdict"])
     info["loadavg_after"] = list(os.getloadavg())
     print(f"\n# load average after: {info['loadavg_after']}")
     if out:
-        for part, rows in results.items():
-            write_csv(out / (f"{part}.csv" if part == "flops" else f"{part}_{tag}.csv"), rows)
         mpath = out / "machine.json"
         machines = json.loads(mpath.read_text()) if mpath.exists() else {}
         machines[tag] = info
