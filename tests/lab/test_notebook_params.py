@@ -26,7 +26,7 @@ BAD = [
     ("exp_convergence", {"epochz": 1}, "unknown parameter 'epochz'"),
     ("exp_convergence", {"epochs": 100000}, "confirm_long_run"),
     ("exp_convergence", {"epochs": -1}, "'epochs'"),
-    ("exp_convergence", {"lr": "fast"}, "'lr': expects a number"),
+    ("exp_convergence", {"lrs": ["fast"]}, "'lrs[]': expects a number"),
     ("exp_convergence", {"device": "cuda"}, "'device'"),
     ("exp_convergence", {"device": "tpu"}, "'device': unknown device"),
     ("mnist_quickstart", {"output_dir": "../data/results/mnist-quickstart-cpu"}, "holds committed results"),
