@@ -323,7 +323,8 @@ READING_JS = r"""
   const images = [...article.querySelectorAll('img')].filter(shown).map(i => {
     const fig = i.closest('figure');
     const cap = fig && fig.querySelector('figcaption');
-    const attrW = parseFloat(i.getAttribute('width'));
+    // the 1x size myst-nb writes for a 2x ("retina") PNG: style width, else the width attribute
+    const attrW = parseFloat(i.style.width) || parseFloat(i.getAttribute('width'));
     return {src: i.getAttribute('src') || '', alt: i.getAttribute('alt') || '',
             caption: cap ? cap.textContent.trim() : '',
             number: !!(cap && cap.querySelector('.caption-number')),
