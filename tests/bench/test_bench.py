@@ -97,11 +97,14 @@ def test_mlp_step_table_has_relu_prelu_apalu():
     assert all(r["optimizer"] == "Adam" and r["model"] == "MLP 3x32" for r in rows)
 
 
-def test_overhead_breakdown_components_add_up():
-    rows = bench.breakdown("apalu", calls=5, repeats=2)
-    assert [r["component"] for r in rows] == ["Python", "dispatch", "softplus", "kernel"]
-    assert sum(r["share"] for r in rows) == pytest.approx(1.0, rel=1e-6)
-    assert {r["component"]: r for r in rows}["softplus"]["us_per_call_profiled"] > 0
+@pytest.mark.parametrize("module", ["apalu", "prelu"])
+def test_overhead_breakdown_components_add_up(module):
+    rows = {r["component"]: r for r in bench.breakdown(module, calls=5, repeats=2)}
+    assert list(rows) == ["Python", "dispatch", "softplus", "kernel"]
+    assert sum(r["share"] for r in rows.values()) == pytest.approx(1.0, rel=1e-6)
+    assert rows["kernel"]["us_per_call_profiled"] > 0  # the elementwise work is found
+    if module == "prelu":
+        assert rows["softplus"]["us_per_call_profiled"] == 0  # PReLU has no constraint
 
 
 def test_memory_table_lean_apalu_saves_one_input_like_gelu():
