@@ -210,11 +210,12 @@ def collect(sweep_dir: str | Path, out: str | Path | None = None, write: bool = 
         target = Path(out) if out else sweep_dir
         for name, df in (("runs.csv", runs), ("results.csv", results), ("summary.csv", summary)):
             atomic_write_text(target / name, df.to_csv(index=False))
-    verdicts = {}
-    if spec.get("decide"):
-        from .verdicts import at_scale_verdicts, write_verdicts
+    from .verdicts import at_scale_verdicts, recorded_verdicts, write_verdicts
 
-        verdicts = at_scale_verdicts(sweep_dir, spec, runs, results)
+    verdicts = recorded_verdicts(sweep_dir, spec, runs)
+    if spec.get("decide"):
+        verdicts.update(at_scale_verdicts(sweep_dir, spec, runs, results))
+    if verdicts:
         if write:
             write_verdicts(Path(out) if out else sweep_dir, verdicts)
     return {"runs": runs, "results": results, "summary": summary, "verdicts": verdicts}

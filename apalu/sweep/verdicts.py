@@ -11,7 +11,13 @@ A spec names the claims it decides and where each protocol's metric is in the ru
 ``metric``: the value of the results' ``metric`` column that is the protocol's metric; ``arm``:
 the column naming the arm (default ``activation``); ``where``: settings the comparison is
 restricted to (any other setting that varies within an arm and seed is an error, never
-averaged silently); ``arms``: renames, e.g. ``{"0,2": u02}``.
+averaged silently); ``arms``: renames, e.g. ``{"0,2": u02}``; ``files``: the CSVs (globs) the
+rows come from; ``average``: columns averaged within arm and seed on purpose (e.g. ``file``
+for one CSV per model).
+
+A spec whose one run holds every seed (so the notebook tunes each arm's learning rate and
+decides over all seeds itself) needs no ``decide`` section: :func:`recorded_verdicts` takes the
+verdict that run's notebook recorded for each of the spec's ``claims``.
 
 ``apalu collect`` writes ``verdicts.json`` into the sweep folder; :func:`load_at_scale` reads
 every committed one for the book's Verdicts page (CPU-default and at-scale side by side), so a
@@ -31,7 +37,7 @@ import pandas as pd
 
 from ..lab.atomic import atomic_write_text
 
-__all__ = ["VERDICTS_FILE", "check_decide", "protocol_frame", "at_scale_verdicts",
+__all__ = ["VERDICTS_FILE", "check_decide", "protocol_frame", "at_scale_verdicts", "recorded_verdicts",
            "write_verdicts", "load_at_scale"]
 
 VERDICTS_FILE = "verdicts.json"
@@ -57,9 +63,14 @@ def check_decide(decide: Any) -> list[str]:
         if not isinstance(how, dict) or not isinstance(how.get("metric"), str):
             problems.append(f"{where}: needs metric: <name in the results' metric column>")
             continue
-        unknown = set(how) - {"metric", "arm", "where", "arms"}
+        unknown = set(how) - {"metric", "arm", "where", "arms", "files", "average"}
         if unknown:
-            problems.append(f"{where}: unknown key(s) {sorted(unknown)} (metric, arm, where, arms)")
+            problems.append(f"{where}: unknown key(s) {sorted(unknown)} "
+                            "(metric, arm, where, arms, files, average)")
+        for key in ("files", "average"):
+            if not isinstance(how.get(key, []), list) or not all(
+                    isinstance(v, str) for v in how.get(key, [])):
+                problems.append(f"{where}.{key}: must be a list of names")
         if not isinstance(how.get("arm", "activation"), str):
             problems.append(f"{where}.arm: must be a column name")
         for key in ("where", "arms"):
@@ -83,14 +94,30 @@ def protocol_frame(results: pd.DataFrame, protocol, how: dict) -> pd.DataFrame:
     if "metric" not in results.columns or arm not in results.columns:
         raise ValueError(f"{protocol.claim_id}: the results need columns 'metric' and {arm!r}; they "
                          f"have {', '.join(map(str, results.columns))}")
-    rows = results[results["metric"] == metric]
+    from fnmatch import fnmatch
+
+    rows = results
+    if how.get("files"):
+        rows = rows[rows["file"].astype(str).map(lambda f: any(fnmatch(f, g) for g in how["files"]))]
+    found = sorted(map(str, rows["metric"].dropna().unique()))
+    if metric not in found:
+        raise ValueError(f"{protocol.claim_id}: no {metric!r} rows in the results"
+                         f"{' of ' + ', '.join(how['files']) if how.get('files') else ''}; metrics "
+                         f"found: {', '.join(found) or '(none)'}")
+    rows = rows[rows["metric"] == metric]
     for col, val in (how.get("where") or {}).items():
         if col not in rows.columns:
             raise ValueError(f"{protocol.claim_id}: where.{col}: not a column of the results")
         rows = rows[rows[col].astype(str) == str(val)]
     seed = _seed_column(rows)
     keys = [arm, seed] + ([protocol.condition] if protocol.condition else [])
+    averaged = set(how.get("average") or [])  # pre-registered: averaged within arm and seed
+    if "file" in rows.columns and "file" not in averaged \
+            and rows.groupby(keys)["file"].nunique().max() > 1:
+        raise ValueError(f"{protocol.claim_id}: rows from several CSV files per arm and seed; "
+                         f"choose them with decide.{protocol.claim_id}.files (or average: [file])")
     others = [c for c in rows.columns if c not in _NOT_SETTINGS and c not in keys
+              and c not in averaged
               and not str(c).startswith("p.") and rows[c].nunique(dropna=False) > 1
               and rows.groupby(keys)[c].nunique(dropna=False).max() > 1]
     if others:
@@ -201,6 +228,46 @@ def at_scale_verdicts(sweep_dir: str | Path, spec: dict, runs: pd.DataFrame,
                              "fields": decision.fields(), "provenance": provenance,
                              "comparisons": decision.table().to_dict(orient="records"),
                              "observed": observed})
+    return out
+
+
+def recorded_verdicts(sweep_dir: str | Path, spec: dict, runs: pd.DataFrame) -> dict[str, dict]:
+    """Verdicts the runs' notebooks recorded themselves (``<run>/ledger/<claim>.json``, written
+    by :func:`apalu.report.ledger.record_verdict` with the same protocol) for the spec's
+    ``claims`` that its ``decide`` section does not cover: the path of a spec whose one run
+    holds every seed, so the notebook tunes and decides over all of them. A claim recorded by
+    more than one run is not combined: its verdict says so."""
+    sweep_dir = Path(sweep_dir)
+    provenance = _provenance(sweep_dir, spec, runs)
+    complete = [r for r, st in zip(runs.get("run_id", []), runs.get("status", []))
+                if st == "complete"]
+    out: dict[str, dict] = {}
+    for claim in spec.get("claims") or []:
+        if claim in (spec.get("decide") or {}):
+            continue
+        found = [(rid, sweep_dir / rid / "ledger" / f"{claim}.json") for rid in complete]
+        found = [(rid, f) for rid, f in found if f.is_file()]
+        if not found:
+            continue
+        if len(found) > 1:
+            out[claim] = {"claim_id": claim, "verdict": f"incomplete ({len(found)} runs each "
+                          "decided it; give the spec a decide section to pool them)",
+                          "evidence": "Not combined: runs " + ", ".join(r for r, _ in found) + ".",
+                          "fields": {}, "provenance": provenance, "comparisons": [],
+                          "observed": []}
+            continue
+        rid, path = found[0]
+        rec = json.loads(path.read_text())
+        evidence = rec.get("evidence", "")
+        if not provenance["sweep_complete"]:
+            evidence = (f"Sweep incomplete ({provenance['runs_complete']} of "
+                        f"{provenance['runs_expected']} runs complete). " + evidence)
+        fields = {k: rec.get(k) for k in ("primary", "n_seeds", "test", "effect", "ci_low",
+                                          "ci_high", "p_adjusted", "mde", "claimed_effect",
+                                          "verdict", "scale", "unit") if k in rec}
+        out[claim] = _clean({"claim_id": claim, "verdict": rec.get("verdict"), "evidence": evidence,
+                             "fields": fields, "provenance": {**provenance, "decided_in_run": rid},
+                             "comparisons": [], "observed": []})
     return out
 
 

@@ -107,3 +107,33 @@ def test_committed_sweep_verdicts_load():
     for rec in records.values():
         assert rec["provenance"]["commits"] and rec["provenance"]["runs_expected"] >= 1
         assert rec["verdict"] and rec["evidence"]
+
+
+def test_files_and_average_choose_the_rows():
+    rows = [{"file": f, "activation": a, "seed": s, "metric": "test_accuracy", "value": 0.5}
+            for f in ("cifar10_mobilenet.csv", "cifar10_inception.csv", "classification.csv")
+            for a in ("apalu", "relu") for s in range(2)]
+    results = pd.DataFrame(rows)
+    how = {"metric": "test_accuracy"}
+    with pytest.raises(ValueError, match="several CSV files per arm and seed"):
+        protocol_frame(results, PROTOCOLS[CLAIM], how)
+    frame = protocol_frame(results, PROTOCOLS[CLAIM], {**how, "files": ["cifar10_*.csv"],
+                                                       "average": ["file"]})
+    assert len(frame) == 8
+    with pytest.raises(ValueError, match="no 'loss_auc' rows.*metrics found: test_accuracy"):
+        protocol_frame(results, PROTOCOLS[CLAIM], {"metric": "loss_auc"})
+
+
+def test_a_runs_own_recorded_verdict_is_taken_with_provenance(tmp_path):
+    sweep = _sweep(tmp_path, effect=0.01, seeds=1, name="one-run")
+    spec = yaml.safe_load((sweep / "sweep.yaml").read_text())
+    spec.pop("decide")
+    spec["claims"] = ["exp-faster-convergence"]
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    (sweep / "run000" / "ledger").mkdir()
+    (sweep / "run000" / "ledger" / "exp-faster-convergence.json").write_text(json.dumps(
+        {"id": "exp-faster-convergence", "verdict": "inconclusive", "evidence": "Primary: x.",
+         "n_seeds": 20, "effect": 0.01, "unit": "nats"}))
+    rec = collect(sweep)["verdicts"]["exp-faster-convergence"]
+    assert rec["verdict"] == "inconclusive" and rec["fields"]["n_seeds"] == 20
+    assert rec["provenance"]["decided_in_run"] == "run000" and rec["provenance"]["commits"]
