@@ -9,7 +9,7 @@ import pandas as pd
 
 from .ledger import Claim
 
-__all__ = ["describe_sweep", "plot_sweep_summary"]
+__all__ = ["describe_sweep", "plot_sweep_summary", "at_scale_table"]
 
 _SUMMARY_COLUMNS = ("metric", "n", "mean", "std", "ci95", "ci95_low", "ci95_high")
 
@@ -70,3 +70,34 @@ def plot_sweep_summary(overview: dict[str, Any], collected: dict[str, pd.DataFra
     ax.set(xlabel=metric, title=f"{overview['name']}: {metric}")
     fig.tight_layout()
     return fig
+
+
+def _interval(f: dict) -> str:
+    if f.get("effect") is None:
+        return "—"
+    unit = f.get("unit") or ""
+    lo, hi = f.get("ci_low"), f.get("ci_high")
+    ci = f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
+    return f"{f['effect']:+.2f}{ci} {unit}".strip()
+
+
+def at_scale_table(records: dict[str, dict]) -> pd.DataFrame:
+    """One row per claim from :func:`apalu.sweep.verdicts.load_at_scale`: the at-scale verdict,
+    its primary comparison and its provenance (sweep, commit, machine, date, runs)."""
+    rows = []
+    for claim, rec in sorted(records.items()):
+        f, prov = rec.get("fields") or {}, rec["provenance"]
+        mde = f.get("mde")
+        rows.append({
+            "claim": claim, "verdict": rec["verdict"], "primary": f.get("primary") or "—",
+            "effect [95% CI]": _interval(f),
+            "MDE": "—" if mde is None else f"{mde:.2g} {f.get('unit') or ''}".strip(),
+            "seeds": f.get("n_seeds"), "sweep": prov["sweep"],
+            "runs": f"{prov['runs_complete']} of {prov['runs_expected']}"
+                    + ("" if prov["sweep_complete"] else " (incomplete)"),
+            "commit": ", ".join(c[:12] + ("+dirty" if c.endswith("+dirty") else "")
+                                for c in prov["commits"]) or "—",
+            "machine": "; ".join(prov["machines"]) or "—",
+            "numerics": "; ".join(prov.get("numerics_env") or []) or "default",
+            "date": prov["date"] or "—"})
+    return pd.DataFrame(rows)
