@@ -433,6 +433,21 @@ def _triton_available(with_backward: bool) -> bool:
     return _TRITON["ok"] and (not with_backward or _TRITON.get("backward", False))
 
 
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _triton_takes(x: Tensor, a: Tensor, b: Tensor) -> bool:
+    """The Triton kernel's layouts: one value each, or one per channel of dim 1 (dim 0 of a 1-D
+    x), as expand_param shapes them."""
+    if a.numel() == 1 and b.numel() == 1:
+        return True
+    if a.shape != b.shape:
+        return False
+    cd = 1 if x.dim() >= 2 else 0
+    at = cd - x.dim() + a.dim()  # x's channel dim in a's shape, broadcast from the right
+    return x.dim() >= 1 and at >= 0 and a.numel() == x.shape[cd] == a.shape[at]
+
+
 def _kernel_enabled(env: Mapping[str, str] | None) -> bool:
     if env is not None and env.get(_ext.ENV_SWITCH, "1") == "0":
         return False
@@ -491,7 +506,9 @@ def choose_backend(
     if type(x) not in _PLAIN or torch._C._functorch.is_functorch_wrapped_tensor(x):
         return "reference"  # torch.func transforms, tracers and subclasses know its ATen ops
     if device == "cuda":
-        return "triton" if _triton_available(with_backward=requires_grad) else "aten"
+        if x.dtype in _TRITON_DTYPES and _triton_takes(x, a, b):
+            return "triton" if _triton_available(with_backward=requires_grad) else "aten"
+        return "aten"
     if device != "cpu":
         return "reference"
     if kernel_dtype and _kernel_enabled(env) and _kernel_takes(x, a, b):

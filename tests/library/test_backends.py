@@ -72,6 +72,11 @@ def test_gpu_choice_with_a_fake_device_flag(monkeypatch):
     monkeypatch.setattr(AF, "_TRITON", {"ok": True, "backward": True})
     assert _choose(x, a, b, device_type="cuda") == "triton"
     assert _choose(x, a, b, device_type="cuda", compiled=True) == "compiled"
+    assert _choose(x.double(), *_params(1, torch.float64), device_type="cuda") == "aten"
+    x4, per_channel = torch.randn(2, 3, 4, 5), torch.ones(1, 3, 1, 1)
+    assert _choose(x4, per_channel, per_channel, device_type="cuda") == "triton"
+    other = torch.ones(1, 1, 1, 5)  # one value per position of the last dim: not its layout
+    assert _choose(x4, other, other, device_type="cuda") == "aten"
     monkeypatch.setattr(AF, "_TRITON", {"ok": True, "backward": False})
     assert _choose(x, a, b, device_type="cuda", requires_grad=False) == "triton"
     assert _choose(x, a, b, device_type="cuda") == "aten"  # gradients needed, no backward
