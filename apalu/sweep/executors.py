@@ -48,23 +48,45 @@ def make_submitit_executor(spec: SweepSpec, folder: Path, cluster: str = "slurm"
     return ex
 
 
+#: submitit's default for how many array tasks Slurm runs at once.
+DEFAULT_ARRAY_PARALLELISM = 256
+
+
 def sbatch_script(spec: SweepSpec, folder: Path | str = "data/results/.submitit",
                   overrides: dict | None = None, n_runs: int | None = None) -> str:
-    """The sbatch script submitit would submit for this sweep's job array of ``n_runs`` runs
-    (default: all), built by submitit itself; works on a machine without Slurm."""
-    from unittest import mock
+    """The sbatch script of this sweep's job array of ``n_runs`` runs (default: all), for
+    ``--dry-run``: the directives submitit writes for the same parameters (one task per run,
+    submitit's pre-timeout signal, logs under ``folder``) and the command its array tasks run.
+    Written here from :func:`executor_parameters`, so it needs neither Slurm nor submitit's
+    private script builder."""
+    from .spec import SIGNAL_DELAY_S
 
-    from submitit.slurm.slurm import SlurmExecutor
-
-    with mock.patch.object(SlurmExecutor, "affinity", classmethod(lambda cls: 2)):
-        ex = make_submitit_executor(spec, Path(folder), "slurm", overrides)
-    inner = ex._executor  # noqa: SLF001 (submitit has no public accessor for the script)
-    n = n_runs if n_runs is not None else len(expand(spec))
-    inner.parameters["map_count"] = max(1, n)  # what submitit's map_array sets for an array
-    try:
-        return inner._make_submission_file_text(inner._submitit_command_str, "preview")
-    finally:
-        inner.parameters.pop("map_count", None)
+    params = executor_parameters(spec, overrides)
+    n = max(1, n_runs if n_runs is not None else len(expand(spec)))
+    parallel = min(n, int(params.get("slurm_array_parallelism", DEFAULT_ARRAY_PARALLELISM)))
+    folder = str(folder)
+    directives: dict[str, Any] = {
+        "array": f"0-{n - 1}%{parallel}", "cpus-per-task": params["cpus_per_task"],
+        "error": f"{folder}/%A_%a_0_log.err", "job-name": params["name"], "nodes": 1,
+        "ntasks-per-node": 1, "open-mode": "append", "output": f"{folder}/%A_%a_0_log.out",
+        "signal": f"USR2@{SIGNAL_DELAY_S}", "time": params["timeout_min"], "wckey": "submitit"}
+    if params.get("gpus_per_node"):
+        directives["gpus-per-node"] = params["gpus_per_node"]
+    if params.get("mem_gb"):
+        directives["mem"] = f"{params['mem_gb']}GB"
+    for key in ("partition", "account", "qos", "constraint"):
+        if params.get(f"slurm_{key}"):
+            directives[key] = params[f"slurm_{key}"]
+    directives.update(params.get("slurm_additional_parameters") or {})
+    lines = ["#!/bin/bash", "", "# Parameters"]
+    lines += [f"#SBATCH --{k}={v}" for k, v in sorted(directives.items())]
+    setup = list(params.get("slurm_setup") or [])
+    if setup:
+        lines += ["", "# setup", *setup]
+    lines += ["", "# command", "export SUBMITIT_EXECUTOR=slurm",
+              f"srun --unbuffered --output {folder}/%j_%t_log.out --error {folder}/%j_%t_log.err "
+              f"{sys.executable} -u -m submitit.core._submit {folder}", ""]
+    return "\n".join(lines)
 
 
 def _pending(runs: list[Run], retry_failed: bool) -> tuple[list[Run], dict[str, int]]:

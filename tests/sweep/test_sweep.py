@@ -316,6 +316,11 @@ def test_sbatch_script_carries_requested_resources(book):
                  "#SBATCH --job-name=apalu-gpu-ablation", "module load cuda"):
         assert line in text, line
     assert "submitit.core._submit" in text
+    # submitit's pre-timeout signal, its log layout, and the spec's extra directives
+    assert "#SBATCH --signal=USR2@90" in text and "%A_%a_0_log.out" in text
+    extra = sw.sbatch_script(sw.load_spec(write_spec(book, {**BASE, "resources": {
+        "additional": {"exclusive": "user"}, "qos": "high"}})), book / "logs")
+    assert "#SBATCH --exclusive=user" in extra and "#SBATCH --qos=high" in extra
     over = sw.sbatch_script(spec, book / "logs", overrides={"gpus_per_node": 4, "timeout_min": 30,
                                                             "partition": "a100"}, n_runs=2)
     assert "#SBATCH --gpus-per-node=4" in over and "#SBATCH --time=30" in over
