@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..functional import K
 from ..module import APALU
 from ..registry import ACTIVATIONS, ActivationInfo, Registry
 
@@ -42,8 +43,8 @@ def apalu_mean_slope(a: float = 1.0) -> float:
     A trapezoid rule on [0, 10] with 20,001 points (the tail beyond 10 weighs < 1e-22).
     """
     z = np.linspace(0.0, 10.0, 20001)
-    s = 1.0 / (1.0 + np.exp(-1.702 * z))
-    slope = a * (1.0 + s + 1.702 * z * s * (1.0 - s))
+    s = 1.0 / (1.0 + np.exp(-K * z))
+    slope = a * (1.0 + s + K * z * s * (1.0 - s))
     phi = np.exp(-z**2 / 2)
     return float(np.trapezoid(slope * phi, z) / np.trapezoid(phi, z))
 
@@ -64,8 +65,20 @@ class ScaledReLU(nn.Module):
         return f"scale={self.scale:.4f}"
 
 
-LAB_ACTIVATIONS: Registry[ActivationInfo] = Registry("activation", {
-    **dict(ACTIVATIONS.items()),
+class _LabActivations(Registry[ActivationInfo]):
+    """The library's activations plus the lab's, read live (an activation registered in the
+    library later is seen here too)."""
+
+    def __init__(self, extra: dict[str, ActivationInfo]):
+        self.kind = "activation"
+        self._extra = dict(extra)
+
+    @property
+    def _entries(self) -> dict[str, ActivationInfo]:  # type: ignore[override]
+        return {**ACTIVATIONS._entries, **self._extra}
+
+
+LAB_ACTIVATIONS: Registry[ActivationInfo] = _LabActivations({
     "apalu_frozen": ActivationInfo(FrozenAPALU, per_channel=True, no_decay=True),
     "relu_scaled": ActivationInfo(ScaledReLU),
 })
