@@ -1,7 +1,10 @@
-"""The Cost chapter's closing table: the bench's stored ratios against the performance targets.
+"""The Cost chapter's tables and figure, from what ``python -m apalu.bench --out DIR`` wrote.
 
-Reads what ``python -m apalu.bench --out DIR`` wrote (``ops_<device>.csv``, ``memory_<device>.csv``,
-``e2e_<device>.csv``, ``machine.json``) and says of each target whether it is met.
+The bench judges every target in the run that measured it (``targets_<device>.csv``, see
+:mod:`apalu.bench.targets`); this module only reads and presents: the met/not-met table headed by
+the machine and the command, the cost of each layer against tensor size, the small-tensor and
+training-step ratios, and the per-call overhead before and after. It checks what it reads and
+names the file when something is missing or malformed.
 """
 
 from __future__ import annotations
@@ -11,81 +14,113 @@ from pathlib import Path
 
 import pandas as pd
 
-# targets of the performance issue: ratio ≤ target
-COMPILED_VS_GELU = 1.05
-EAGER_VS_GELU = 3.0
-PER_CHANNEL_VS_SCALAR = 1.25
-SAVED_INPUTS_PER_LAYER = 1.0
-SAVED_SLACK = 0.01  # a and b are saved alongside x
-COMPILED_STEP_VS_RELU = 1.10
+__all__ = ["load", "overhead_table", "size_plot", "small_table", "steps_table", "targets_markdown",
+           "targets_table"]
 
-# rows reported without a target: (implementation, what it is)
-REPORTED = (("lean eager, no huge pages", "the kernel without the huge-page advice"),
-            ("ATen eager", "without the kernel"), ("inductor compiled", "without the kernel"))
+TARGET_COLUMNS = ("group", "ratio", "measured", "target", "verdict")
+SWEEP_ACTIVATIONS = ("relu", "gelu", "silu", "prelu", "apalu")
 
 
-def _fmt(v: float, unit: str) -> str:
-    return f"{v:.2f}{unit}"
+def load(folder: Path | str, part: str, device: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``<part>_<device>.csv`` of ``folder``, with a clear error when it is missing or lacks
+    ``columns``."""
+    path = Path(folder) / f"{part}_{device}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python -m apalu.bench --device {device} "
+                                f"--out {folder}` (it writes every part)")
+    df = pd.read_csv(path, keep_default_na=False)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {missing}: written by an older bench? re-run it")
+    return df
 
 
-def target_rows(ops: pd.DataFrame, memory: pd.DataFrame | None = None,
-                e2e: pd.DataFrame | None = None) -> list[dict]:
-    """One dict per line of the table: ratio (what), measured (text), target (text), verdict
-    ("met", "not met" or "" for reported-only lines)."""
-    rows: list[dict] = []
-
-    def add(what: str, value: float, target: float, unit: str = "x", slack: float = 0.0) -> None:
-        rows.append({"ratio": what, "measured": _fmt(value, unit), "target": f"≤ {target:g}{unit}",
-                     "verdict": "met" if value <= target + slack else "not met"})
-
-    def report(what: str, measured: str, note: str = "(reported)") -> None:
-        rows.append({"ratio": what, "measured": measured, "target": note, "verdict": ""})
-
-    fb = ops[ops["direction"] == "forward+backward"].set_index("label")
-    fw = ops[ops["direction"] == "forward"].set_index("label")
-    r = lambda label: fb.loc[label, "ratio_to_gelu"]  # noqa: E731
-    if "apalu (compiled, scalar)" in fb.index:
-        add("compiled APALU fwd+bwd / native GELU", r("apalu (compiled, scalar)"), COMPILED_VS_GELU)
-    add("lean eager APALU fwd+bwd / native GELU", r("apalu (lean eager, scalar)"), EAGER_VS_GELU)
-    report("reference eager APALU fwd+bwd / native GELU",
-           _fmt(r("apalu (reference eager, scalar)"), "x"), "(baseline)")
-    for label, note in REPORTED:
-        if f"apalu ({label}, scalar)" in fb.index:
-            report(f"{label} APALU fwd+bwd / native GELU ({note})", _fmt(r(f"apalu ({label}, scalar)"), "x"))
-    gelu_fw = fw.loc["gelu (native)", "median_ms"]
-    for label in ("lean eager", "compiled"):  # inference: forward only, with its quartiles
-        if f"apalu ({label}, scalar)" in fw.index:
-            row = fw.loc[f"apalu ({label}, scalar)"]
-            report(f"{label} APALU forward only / native GELU (quartiles)",
-                   f"{row['ratio_to_gelu']:.2f}x ({row['q1_ms'] / gelu_fw:.2f}x–{row['q3_ms'] / gelu_fw:.2f}x)")
-    for label in ("lean eager", "compiled"):
-        if f"apalu ({label}, per-channel)" in fb.index:
-            add(f"per-channel / scalar, {label}", fb.loc[f"apalu ({label}, per-channel)", "median_ms"]
-                / fb.loc[f"apalu ({label}, scalar)", "median_ms"], PER_CHANNEL_VS_SCALAR)
-    if memory is not None:
-        mem = memory.set_index("activation")
-        for label, name in (("lean eager", "lean"), ("compiled", "compiled")):
-            if f"apalu ({label})" in mem.index:
-                add(f"saved for backward per layer, {name} APALU (inputs)",
-                    mem.loc[f"apalu ({label})", "saved_inputs_per_layer"], SAVED_INPUTS_PER_LAYER, "",
-                    slack=SAVED_SLACK)
-    if e2e is not None:
-        e = e2e.set_index(["mode", "activation", "params"])
-        if ("compiled", "apalu", "scalar") in e.index:
-            add("CNN training step, compiled: APALU / ReLU", e.loc[("compiled", "apalu", "scalar"), "ratio_to_relu"],
-                COMPILED_STEP_VS_RELU)
-        report("CNN training step, eager: APALU / ReLU", _fmt(e.loc[("eager", "apalu", "scalar"), "ratio_to_relu"], "x"))
-    return rows
+def machine(folder: Path | str, device: str) -> dict:
+    path = Path(folder) / "machine.json"
+    machines = json.loads(path.read_text())
+    if device not in machines:
+        raise KeyError(f"{path} describes no {device!r} run (has: {sorted(machines)})")
+    return machines[device]
 
 
-def targets_markdown(results_dir: Path | str, device: str) -> str:
-    """The closing table for one device's stored results, headed by the machine and command."""
-    folder = Path(results_dir)
-    m = json.loads((folder / "machine.json").read_text())[device]
-    optional = {name: folder / f"{name}_{device}.csv" for name in ("memory", "e2e")}
-    rows = target_rows(pd.read_csv(folder / f"ops_{device}.csv"),
-                       *(pd.read_csv(p) if p.exists() else None for p in optional.values()))
-    head = (f"**{device}** ({m.get('gpu', m['cpu'])}, {m['torch_threads']} threads, {m['date_utc']}, "
-            f"load {m['loadavg_before'][0]:.2f} before / {m['loadavg_after'][0]:.2f} after), "
-            f"produced by `{m['command']}`:\n\n| ratio | measured | target | |\n|---|---:|---:|---|\n")
-    return head + "\n".join(f"| {r['ratio']} | {r['measured']} | {r['target']} | {r['verdict']} |" for r in rows)
+def targets_table(folder: Path | str, device: str) -> pd.DataFrame:
+    """The stored target lines: group, ratio, measured, target, verdict ("" = reported only)."""
+    df = load(folder, "targets", device, TARGET_COLUMNS)
+    bad = set(df["verdict"]) - {"met", "not met", ""}
+    if bad:
+        raise ValueError(f"targets_{device}.csv has unknown verdicts {sorted(bad)}")
+    return df[list(TARGET_COLUMNS)]
+
+
+def targets_markdown(folder: Path | str, device: str) -> str:
+    """The met/not-met table for one device, headed by the machine, load and command."""
+    m = machine(folder, device)
+    rows = targets_table(folder, device)
+    head = (f"**{device}** ({m.get('gpu', m['cpu'])}, {m['torch_threads']} threads; layers, MLP step "
+            f"and overhead at {m.get('small_threads', m['torch_threads'])}; {m['date_utc']}, load "
+            f"{m['loadavg_before'][0]:.2f} before / {m['loadavg_after'][0]:.2f} after), produced by "
+            f"`{m['command']}`. {(rows['verdict'] == 'met').sum()} of "
+            f"{(rows['verdict'] != '').sum()} targets met.\n\n"
+            "| group | ratio | measured | target | verdict |\n|---|---|---:|---:|---|\n")
+    return head + "\n".join(f"| {r.group} | {r.ratio} | {r.measured} | {r.target} | {r.verdict} |"
+                            for r in rows.itertuples())
+
+
+def small_table(folder: Path | str, device: str) -> pd.DataFrame:
+    """APALU and PReLU layers at 2k and 16k elements: µs per call and APALU / PReLU."""
+    df = load(folder, "modules", device, ("activation", "params", "direction", "elements",
+                                          "median_us", "ratio_to_prelu"))
+    df = df[df["elements"].isin([2**11, 2**14]) & df["activation"].isin(["apalu", "prelu"])]
+    wide = df.pivot_table(index=["elements", "params", "direction"], columns="activation",
+                          values="median_us", sort=False)
+    wide["APALU / PReLU"] = wide["apalu"] / wide["prelu"]
+    return wide.rename(columns={"apalu": "APALU (µs)", "prelu": "PReLU (µs)"}).reset_index()
+
+
+def steps_table(folder: Path | str, device: str) -> pd.DataFrame:
+    """The MLP and CNN training steps: ms per step and the ratio to ReLU."""
+    parts = []
+    for part in ("steps", "e2e"):
+        path = Path(folder) / f"{part}_{device}.csv"
+        if path.exists():
+            parts.append(load(folder, part, device, ("mode", "activation", "params", "median_ms",
+                                                     "ratio_to_relu", "model")))
+    if not parts:
+        raise FileNotFoundError(f"no steps_{device}.csv or e2e_{device}.csv in {folder}")
+    df = pd.concat(parts, ignore_index=True)
+    return df[["model", "optimizer", "mode", "activation", "params", "median_ms", "iqr_ms",
+               "ratio_to_relu"]]
+
+
+def overhead_table(folder: Path | str, device: str) -> pd.DataFrame:
+    """µs per 64 × 32 forward+backward call by component (estimated: profiled shares of the
+    unprofiled time), per version (the git revision before, this tree) and module."""
+    df = load(folder, "overhead", device, ("version", "module", "component", "us_per_call_estimated",
+                                           "unprofiled_us_per_call"))
+    wide = df.pivot_table(index=["version", "module"], columns="component",
+                          values="us_per_call_estimated", sort=False)
+    total = df.groupby(["version", "module"], sort=False)["unprofiled_us_per_call"].first()
+    wide["total (unprofiled)"] = total
+    return wide.reset_index()
+
+
+def size_plot(folder: Path | str, device: str, direction: str = "forward+backward"):
+    """Time per call against tensor size (log-log) for ReLU, GELU, SiLU, PReLU and APALU
+    (scalar parameters), with the interquartile range as a band; returns (fig, ax)."""
+    from . import style
+
+    df = load(folder, "modules", device, ("activation", "params", "direction", "elements",
+                                          "median_us", "q1_us", "q3_us"))
+    df = df[(df["direction"] == direction) & df["params"].isin(["none", "scalar"])
+            & df["activation"].isin(SWEEP_ACTIVATIONS)]
+    fig, ax = style.new_figure("wide")
+    for act in style.order(SWEEP_ACTIVATIONS):
+        g = df[df["activation"] == act].sort_values("elements")
+        ax.plot(g["elements"], g["median_us"] / g["elements"] * 1e3, **style.line(act))
+        ax.fill_between(g["elements"], g["q1_us"] / g["elements"] * 1e3,
+                        g["q3_us"] / g["elements"] * 1e3, color=style.color(act), alpha=0.2, lw=0)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    style.finish(ax, xlabel="tensor size (elements, log scale)",
+                 ylabel=f"{direction} time per element (ns)", legend="outside")
+    return fig, ax
