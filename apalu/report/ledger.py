@@ -9,12 +9,11 @@ atomically next to the run's own outputs (``<output_dir>/ledger/``; by default
 ``APALU_RECORD=1``) also writes it into the committed ledger ``data/ledger/``: building the book,
 running the tests or running a notebook with other parameters never changes a committed verdict.
 The ledger page reads the committed records with :func:`load` and renders them with
-:func:`to_markdown`, each row with a stable anchor ``claim-<id>``.
+:mod:`apalu.report.verdicts`, each row with a stable anchor ``claim-<id>``.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -29,10 +28,10 @@ from ..lab.protocol import (CONFIRMED, EQUIVALENT, HOLDS_UNDER_CONDITION, HOLDS_
 from .claims import CLAIMS, claim_spec
 
 __all__ = ["VERDICTS", "CLAIMS", "claim_spec", "Claim", "verdict", "record", "record_verdict", "load", "with_expected",
-           "to_markdown", "summary_markdown", "verdict_from_interval", "ledger_dir", "run_ledger_dir", "publishing",
+           "ledger_dir", "run_ledger_dir", "publishing",
            "RECORD_ENV", "FIELDS", "SUPPORTED", "REFUTED", "INCONCLUSIVE", "NOT_TESTED", "NOT_RUN", "CONFIRMED",
            "HOLDS_UNDER_CONDITION", "HOLDS_WITH_PROBABILITY_0", "equivalent", "underpowered", "incomplete",
-           "verdict_family", "is_verdict", "combine_verdicts"]
+           "verdict_family", "is_verdict"]
 
 # The verdict vocabulary is defined once, in apalu.lab.protocol (the lab decides verdicts and
 # may not import the report); the ledger validates records against it and re-exports it.
@@ -80,39 +79,6 @@ def verdict(holds: bool, condition_holds: bool | None = None) -> str:
     if condition_holds:
         return HOLDS_UNDER_CONDITION
     return REFUTED
-
-
-def verdict_from_interval(low: float, high: float, claimed: str = "higher") -> str:
-    """The verdict on a claimed direction of an effect, from its 95% interval.
-
-    "supported" if the whole interval lies on the claimed side of 0, "refuted" if it lies on the
-    other side, "inconclusive" if it contains 0 (the data at this scale cannot tell).
-    """
-    if claimed not in ("higher", "lower"):
-        raise ValueError(f"claimed must be 'higher' or 'lower', got {claimed!r}")
-    sign = 1.0 if claimed == "higher" else -1.0
-    lo, hi = sorted((sign * low, sign * high))
-    if lo > 0:
-        return SUPPORTED
-    if hi < 0:
-        return REFUTED
-    return INCONCLUSIVE
-
-
-def combine_verdicts(parts: dict[str, str]) -> tuple[str, str]:
-    """Deprecated (kept until the notebooks that call it are rewritten on the protocol): one
-    verdict from several uncorrected comparisons. It no longer turns one hit into a
-    condition: all supported → "supported", all refuted → "refuted", anything else
-    "inconclusive"; the condition is always "" (conditions come from a pre-specified
-    interaction test in :func:`apalu.lab.protocol.decide`)."""
-    if not parts:
-        raise ValueError("combine_verdicts needs at least one comparison")
-    fams = {SUPPORTED if v in (SUPPORTED, CONFIRMED) else v for v in parts.values()}
-    if fams == {SUPPORTED}:
-        return SUPPORTED, ""
-    if fams == {REFUTED}:
-        return REFUTED, ""
-    return INCONCLUSIVE, ""
 
 
 def ledger_dir() -> Path:
@@ -208,12 +174,6 @@ def load(folder: Path | None = None) -> list[Claim]:
     return sorted(claims, key=lambda c: (c.order, c.id))
 
 
-def _href(section: str, link_prefix: str) -> str:
-    """``page#anchor`` -> ``<prefix>page.html#anchor`` (the anchor is optional)."""
-    page, _, anchor = section.partition("#")
-    return f"{link_prefix}{page}.html" + (f"#{anchor}" if anchor else "")
-
-
 def with_expected(claims: list[Claim]) -> list[Claim]:
     """``claims`` plus a "not tested here" row for each registered claim that has no record
     (so a notebook that stops recording shows), linking to the page that should decide it."""
@@ -222,39 +182,3 @@ def with_expected(claims: list[Claim]) -> list[Claim]:
                      section=c.section, source=c.source, order=c.order, kind=c.kind)
                for c in CLAIMS.values() if c.id not in have]
     return sorted(claims + missing, key=lambda c: (c.order, c.id))
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: pipes and emphasis marks (3*a/2) escaped."""
-    for ch in ("\\", "|", "*", "_", "`"):
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\n", " ")
-
-
-def _link(text: str, href: str) -> str:
-    # Raw HTML, not [text](href): MyST would resolve a relative .html link as a cross-reference
-    # and warn; an <a> passes through to the page unchanged.
-    return f'<a href="{html.escape(href, quote=True)}">{html.escape(text)}</a>'
-
-
-def summary_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
-    """Counts per verdict and a compact claim → verdict table linking into the ledger page."""
-    counts = {v: sum(verdict_family(c.verdict) == v for c in claims) for v in VERDICTS}
-    line = "; ".join(f"**{n}** {v}" for v, n in counts.items() if n)
-    rows = ["| Claim | Verdict |", "|---|---|"]
-    for c in claims:
-        href = f"{link_prefix}notebooks/ledger.html#claim-{c.id}"
-        rows.append(f"| {_link(_cell(c.claim), href)} | {c.verdict} |")
-    return f"{len(claims)} claims: {line}.\n\n" + "\n".join(rows)
-
-
-def to_markdown(claims: list[Claim], link_prefix: str = "../") -> str:
-    """A Markdown table with one anchored row per claim (render with IPython's Markdown)."""
-    rows = ["| | Claim (paper) | Verdict | Where | Evidence (computed) |", "|---|---|---|---|---|"]
-    for c in claims:
-        page = c.section.partition("#")[0].rpartition("/")[2]
-        rows.append(
-            f'| <a id="claim-{c.id}" href="#claim-{c.id}">#</a> | {_cell(c.claim)} | **{c.verdict}** '
-            f"| {_link(page, _href(c.section, link_prefix))} | {_cell(c.evidence)} |"
-        )
-    return "\n".join(rows)
