@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import math
 
+from .functional import K
+
 
 __all__ = ["second_moment_constants", "second_moment", "init_gain", "moment_map", "fixed_point_slope"]
 
@@ -24,7 +26,7 @@ def second_moment_constants() -> tuple[float, float]:
     import mpmath  # a dependency of torch (through sympy); imported only when a gain is computed
 
     with mpmath.workdps(_DIGITS):
-        k = mpmath.mpf(851) / 500
+        k = mpmath.mpf(repr(K))  # exact at this precision: 1.702 as a decimal
         phi = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
         P = mpmath.quad(lambda z: z * z * (1 + 1 / (1 + mpmath.exp(-k * z))) ** 2 * phi(z), [0, 4, mpmath.inf])
         ncdf = lambda t: mpmath.erfc(-t / mpmath.sqrt(2)) / 2  # noqa: E731
@@ -88,7 +90,7 @@ def moment_map(q: float, a_: float, b_: float) -> float:
     import mpmath
 
     with mpmath.workdps(20):
-        k = mpmath.mpf(851) / 500
+        k = mpmath.mpf(repr(K))  # exact at this precision: 1.702 as a decimal
         r = mpmath.sqrt(q)
         phi = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
         pos = mpmath.quad(lambda z: (r * z * (1 + 1 / (1 + mpmath.exp(-k * r * z)))) ** 2 * phi(z), [0, 4, mpmath.inf])

@@ -1,10 +1,12 @@
 """Reusable experiment drivers for the empirical chapters; each returns a tidy DataFrame.
 
-* :func:`gradient_flow` — per-layer gradient norms at init and after k steps, over depths;
 * :func:`run_trainings` — train one model per config (activation, seed, lr, init, ...), with
   rows of final metrics (and optional per-step loss curves and a/b trajectories);
-* :func:`one_class_runs` — Deep SVDD with each class in turn as the normal one;
-* :func:`compare` — treatment − baseline differences with confidence intervals.
+* :func:`fair_runs` — the learning rate tuned per arm on validation, then paired test seeds;
+* :func:`one_class_runs` — Deep SVDD with each class in turn as the normal one.
+
+Gradient flow lives in :mod:`apalu.lab.gradient_flow`; comparisons and verdicts in
+:mod:`apalu.lab.protocol`.
 
 Results go through :class:`ResultsWriter`: each run's rows are written when the run completes,
 atomically, into one CSV that keeps the rows of earlier runs (of this or other parameter sets).
@@ -19,16 +21,13 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 import pandas as pd
-import torch
 
 from .activations import is_apalu
 from .atomic import atomic_path
 from .data import Dataset, one_class
-from .models import MLP, SmallCNN, activation_params, build_model, count_parameters
-from .stats import diff_ci, mean_ci
-from .training import fit, resolve_device, seed_everything, tune_lr
+from .models import build_model, count_parameters
+from .training import fit, seed_everything, tune_lr
 
 __all__ = [
     "ResultsWriter",
@@ -36,16 +35,12 @@ __all__ = [
     "run_key",
     "grid",
     "act_kwargs_for",
-    "gradient_flow",
-    "layer_ratios",
     "run_trainings",
     "fair_runs",
     "per_seed_metric",
     "mean_step_loss",
     "one_class_runs",
-    "compare",
     "save_figure",
-    "fmt_ci",
     "timer",
 ]
 
@@ -129,12 +124,6 @@ def save_figure(fig, output_dir: Path, name: str, dpi: int = 110) -> Path:
     return path
 
 
-def fmt_ci(r: dict, digits: int = 4, scale: float = 1.0) -> str:
-    """"mean [low, high]" from :func:`apalu.stats.mean_ci` or "diff [low, high]" from diff_ci."""
-    m = r.get("mean", r.get("diff"))
-    return f"{m * scale:.{digits}f} [{r['low'] * scale:.{digits}f}, {r['high'] * scale:.{digits}f}]"
-
-
 def grid(**axes) -> list[dict]:
     """The Cartesian product of the given lists, as a list of config dicts (first axis slowest)."""
     keys = list(axes)
@@ -154,122 +143,7 @@ def act_kwargs_for(activation: str, init=None, constraint: str | None = None) ->
     return kw
 
 
-# ------------------------------------------------------------------ gradient flow
-
-
-def _grad_norms(model, layers, X, y, loss_fn) -> list[float]:
-    model.zero_grad(set_to_none=True)
-    loss = loss_fn(model(X), y)
-    loss.backward()
-    return [float(l.weight.grad.norm()) if l.weight.grad is not None else math.nan for l in layers]
-
-
-def gradient_flow(
-    ds: Dataset,
-    depths: Iterable[int],
-    activations: Iterable[str],
-    seeds: Iterable[int],
-    *,
-    model: str = "mlp",
-    width: int = 32,
-    weight_inits: Iterable[str] = ("torch",),
-    k_steps: int = 10,
-    lr: float = 0.01,
-    n_samples: int = 128,
-    act_kwargs: dict | None = None,
-    device: str = "cpu",
-    writer: ResultsWriter | None = None,
-) -> pd.DataFrame:
-    """Per-layer weight-gradient norms of an MLP (or :class:`SmallCNN`) at initialization and
-    after ``k_steps`` of plain SGD (lr ``lr``, mini-batches of ``n_samples``).
-
-    Returns one row per (model, activation, weight_init, depth, seed, stage, layer) with
-    ``grad_norm``; for APALU also the layer's a and b (means over channels) and ``gain_0`` =
-    3a/2, its slope at 0⁺. Non-finite norms (overflow) stay as inf/NaN in the rows.
-    """
-    if model not in ("mlp", "cnn"):
-        raise ValueError(f"gradient_flow supports model 'mlp' or 'cnn', got {model!r}")
-    dev = resolve_device(device)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    X_all, y_all = ds.X_train, ds.y_train
-    out = []
-    # vanishing gradients are full of subnormal floats, which are 10-100x slower on x86 CPUs;
-    # flushing them to 0 changes no norm by more than ~1e-38
-    torch.set_flush_denormal(True)
-    for wi, depth, act, seed in itertools.product(weight_inits, depths, activations, seeds):
-        config = {"model": model, "activation": act, "weight_init": wi, "depth": depth, "seed": seed,
-                  "width": width, "k_steps": k_steps, "lr": lr}
-
-        def compute():
-            gen = seed_everything(seed)
-            kw = dict(width=width, depth=depth, act_kwargs=act_kwargs if act == "apalu" else None,
-                      weight_init=wi)
-            net = (MLP(ds.in_features, ds.n_outputs, activation=act, **kw) if model == "mlp" else
-                   SmallCNN(ds.input_shape[0], ds.n_outputs, activation=act, input_size=ds.input_shape[-1], **kw))
-            net = net.to(dev)
-            layers = list(net.hidden)
-            opt = torch.optim.SGD(net.parameters(), lr=lr)
-            rows = []
-
-            def record(stage):
-                idx = torch.randperm(len(X_all), generator=gen)[:n_samples]
-                norms = _grad_norms(net, layers, X_all[idx].to(dev), y_all[idx].to(dev), loss_fn)
-                ab = {r["layer_index"]: r for r in _layer_ab(net)}
-                for i, g in enumerate(norms):
-                    a = ab.get(i, {}).get("a", math.nan)
-                    rows.append({**config, "stage": stage, "layer": i + 1, "grad_norm": g,
-                                 "a": a, "b": ab.get(i, {}).get("b", math.nan), "gain_0": 1.5 * a})
-
-            record("init")
-            net.train()
-            for _ in range(k_steps):
-                idx = torch.randperm(len(X_all), generator=gen)[:n_samples]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(X_all[idx].to(dev)), y_all[idx].to(dev))
-                if not torch.isfinite(loss):
-                    break
-                loss.backward()
-                opt.step()
-            record(f"after {k_steps} steps")
-            return rows
-
-        try:
-            out.append(writer.run(config, compute) if writer else pd.DataFrame(compute()))
-        except BaseException:
-            torch.set_flush_denormal(False)
-            raise
-    torch.set_flush_denormal(False)
-    return pd.concat(out, ignore_index=True)
-
-
-def _layer_ab(net) -> list[dict]:
-    """Mean a, b per APALU module, indexed in module order (= hidden-layer order in MLP/SmallCNN)."""
-    rows = pd.DataFrame(activation_params(net))
-    if rows.empty:
-        return []
-    return rows.groupby("layer_index")[["a", "b"]].mean().reset_index().to_dict("records")
-
-
-def layer_ratios(df: pd.DataFrame) -> pd.DataFrame:
-    """Per run and stage: log10 of grad_norm(first layer) / grad_norm(last layer), and the
-    prediction log10 Π_l (3a_l/2) over the layers after the first (APALU only; NaN otherwise).
-
-    ratio < 0: the first layers get smaller gradients (vanishing); > 0: larger (exploding).
-    """
-    keys = [c for c in ("model", "activation", "weight_init", "depth", "seed", "stage") if c in df]
-    rows = []
-    for key, g in df.sort_values("layer").groupby(keys, sort=True):
-        first, last = g["grad_norm"].iloc[0], g["grad_norm"].iloc[-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = float(np.log10(first) - np.log10(last)) if np.isfinite([first, last]).all() and last > 0 and first > 0 else (
-                -np.inf if first == 0 else np.nan)
-            pred = float(np.log10(g["gain_0"].iloc[1:]).sum()) if g["gain_0"].notna().all() else np.nan
-        rows.append({**dict(zip(keys, key)), "log10_ratio": ratio, "log10_pred_3a2": pred,
-                     "finite": bool(np.isfinite(g["grad_norm"]).all())})
-    return pd.DataFrame(rows)
-
-
-# ------------------------------------------------------------------ training grids
+# ------------------------------------------------------------------ trainings
 
 
 def run_trainings(
@@ -430,29 +304,7 @@ def one_class_runs(ds: Dataset, classes: Iterable[int], activations: Iterable[st
                          device=device, writer=writer)
 
 
-# ------------------------------------------------------------------ comparisons
-
-
-def compare(df: pd.DataFrame, metric: str, baseline: str, treatment: str = "apalu", by: Iterable[str] = (),
-            method: str = "t", level: float = 0.95, scale: float = 1.0) -> pd.DataFrame:
-    """treatment − baseline of ``metric`` (rows of ``df`` with that metric), per group of ``by``,
-    with Welch-t (or bootstrap) CIs; also each side's mean and CI. ``scale`` multiplies values
-    (e.g. 100 for percentage points)."""
-    by = list(by)
-    d = df[df["metric"] == metric]
-    groups = d.groupby(by, sort=True) if by else [((), d)]
-    rows = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        x = g.loc[g["activation"] == treatment, "value"].to_numpy() * scale
-        y = g.loc[g["activation"] == baseline, "value"].to_numpy() * scale
-        r = diff_ci(x, y, level, method)
-        mt, mb = mean_ci(x, level), mean_ci(y, level)
-        rows.append({**dict(zip(by, key)), "metric": metric, "treatment": treatment, "baseline": baseline,
-                     "treatment_mean": mt["mean"], "baseline_mean": mb["mean"], "diff": r["diff"],
-                     "low": r["low"], "high": r["high"], "n_treatment": r["n_x"], "n_baseline": r["n_y"],
-                     "excludes_zero": r["excludes_zero"]})
-    return pd.DataFrame(rows)
+# ------------------------------------------------------------------ wall time
 
 
 def timer() -> Callable[[], float]:

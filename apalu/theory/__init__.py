@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
+from ..functional import K as _K_FLOAT
 from ..gain import fixed_point_slope, init_gain, moment_map, second_moment, second_moment_constants
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
     "activation_properties",
 ]
 
-K = sp.Rational(851, 500)  # 1.702, exact
+K = sp.Rational(repr(_K_FLOAT))  # the library's k (1.702) as an exact rational: 851/500
 x = sp.Symbol("x", real=True)
 a = sp.Symbol("a", positive=True)
 b = sp.Symbol("b", positive=True)

@@ -30,6 +30,7 @@ import math
 import mpmath
 import numpy as np
 
+from ..functional import K
 from ..gain import second_moment_constants
 
 __all__ = ["derivative_moment_constants", "chi1_apalu", "chi1_apalu_limits", "chi1", "chi1_monte_carlo",
@@ -47,7 +48,7 @@ def derivative_moment_constants() -> tuple[float, float]:
     ``h = 1 + σ(kz) + kzσ(kz)(1 − σ(kz))`` (f'/a on the positive side) by 30-digit quadrature.
     """
     with mpmath.workdps(_DIGITS):
-        k = mpmath.mpf(851) / 500
+        k = mpmath.mpf(repr(K))
         phi = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
         sig = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
         h = lambda z: 1 + sig(k * z) + k * z * sig(k * z) * (1 - sig(k * z))  # noqa: E731

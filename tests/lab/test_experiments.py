@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from apalu.lab.data import load_dataset
-from apalu.lab.experiments import ResultsWriter, compare, gradient_flow, grid, layer_ratios, one_class_runs, resolve_output_dir, run_key, run_trainings
+from apalu.lab.experiments import ResultsWriter, grid, one_class_runs, resolve_output_dir, run_key, run_trainings
 
 torch.set_num_threads(1)
 
@@ -58,31 +58,7 @@ def test_grid_and_run_key():
     assert run_key({"b": 1, "a": "z"}) == run_key({"a": "z", "b": 1}) == 'a="z";b=1'
 
 
-def test_gradient_flow_rows_and_ratios():
-    ds = load_dataset("mnist1d", n_train=200)
-    df = gradient_flow(ds, [3, 6], ["apalu", "sigmoid"], [0, 1], width=8, k_steps=2, n_samples=32)
-    assert set(df["stage"]) == {"init", "after 2 steps"}
-    assert len(df) == 2 * 2 * 2 * 2 * 0 + (3 + 6) * 2 * 2 * 2
-    assert df.loc[df.activation == "sigmoid", "a"].isna().all() and df.loc[df.activation == "apalu", "a"].notna().all()
-    r = layer_ratios(df)
-    assert len(r) == 2 * 2 * 2 * 2
-    # sigmoid's gradients shrink toward the input: σ' <= 1/4 per layer
-    sig = r[(r.activation == "sigmoid") & (r.depth == 6) & (r.stage == "init")]["log10_ratio"]
-    assert (sig < -1).all()
-    ap = r[r.activation == "apalu"]
-    assert ap["log10_pred_3a2"].notna().all() and r[r.activation == "sigmoid"]["log10_pred_3a2"].isna().all()
-    # same seed, same numbers
-    df2 = gradient_flow(ds, [3], ["apalu"], [0], width=8, k_steps=2, n_samples=32)
-    assert np.allclose(df2["grad_norm"], df[(df.depth == 3) & (df.activation == "apalu") & (df.seed == 0)]["grad_norm"])
-
-
-def test_gradient_flow_cnn():
-    ds = load_dataset("digits", n_train=50)
-    df = gradient_flow(ds, [2], ["relu"], [0], model="cnn", width=4, k_steps=1, n_samples=16)
-    assert len(df) == 2 * 2 and (df["grad_norm"] > 0).all()
-
-
-def test_run_trainings_and_compare(digits, tmp_path):
+def test_run_trainings_rows_and_csv(digits, tmp_path):
     w = ResultsWriter(tmp_path, "runs")
     configs = grid(activation=["apalu", "relu"], seed=[0, 1, 2], init=["0,2"], constraint=["none"])
     df = run_trainings(digits, configs, model="mlp", model_kw={"width": 16, "depth": 1},
@@ -92,8 +68,6 @@ def test_run_trainings_and_compare(digits, tmp_path):
     assert (df.metric == "step_loss").sum() == 6 * 2 * 4
     n_params = df[df.metric == "n_params"].groupby("activation")["value"].first()
     assert n_params["apalu"] == n_params["relu"] + 2
-    c = compare(df, "test_accuracy", baseline="relu")
-    assert len(c) == 1 and c["n_treatment"].iloc[0] == 3 and c["low"].iloc[0] <= c["diff"].iloc[0] <= c["high"].iloc[0]
     assert len(pd.read_csv(tmp_path / "runs.csv")) == len(df)
 
 
