@@ -58,43 +58,8 @@ def slurm():
         pytest.skip(reason)
 
 
-@pytest.fixture()
-def book(tmp_path: Path):
-    """A throwaway book root (_toc.yml, nb/tiny.ipynb); its jobs are cancelled at the end."""
-    base = os.environ.get("APALU_SLURM_TEST_DIR")
-    root = Path(base) / f"apalu-slurm-{uuid.uuid4().hex[:8]}" if base else tmp_path
-    (root / "nb").mkdir(parents=True)
-    (root / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
-    shutil.copy(FIXTURE, root / "nb" / "tiny.ipynb")
-    yield root
-    for name in _job_names(root):
-        if shutil.which("scancel"):
-            subprocess.run(["scancel", "-n", name], capture_output=True, timeout=30)
-    if base:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _job_names(root: Path) -> list[str]:
-    return [f"apalu-{p.stem}" for p in (root / "sweeps").glob("*.yaml")] if (root / "sweeps").is_dir() else []
-
-
-def write_spec(book: Path, spec: dict) -> Path:
-    """The spec under a unique name (so its jobs, apalu-<name>, are this test's alone)."""
-    path = book / "sweeps" / f"sl-{uuid.uuid4().hex[:8]}.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    e.pop("APALU_BOOK_ROOT", None)
-    return e
-
-
 def apalu(book: Path, *args: str, timeout: int = TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apalu", *args], cwd=book, env=env(),
+    return subprocess.run([sys.executable, "-m", "apalu", *args], cwd=book, env=book.env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -125,8 +90,8 @@ def test_squeue_says_an_unknown_job_is_not_alive(slurm):
 
 
 def test_waiting_sweep_end_to_end_and_collect(slurm, book):
-    path = write_spec(book, {"notebook": "nb/tiny.ipynb", "fixed": {"name": "sl"},
-                             "grid": {"x": [1, 2]}, "resources": {"timeout_min": 5}})
+    path = book.write_spec({"notebook": "nb/tiny.ipynb", "fixed": {"name": "sl"},
+                             "grid": {"x": [1, 2]}, "resources": {"timeout_min": 5}}, unique=True)
     r = apalu(book, "sweep", str(path), "--executor", "slurm", "--partition", "debug", "-q")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "submitted 2 jobs (slurm)" in r.stdout
@@ -156,8 +121,8 @@ def test_waiting_sweep_end_to_end_and_collect(slurm, book):
 
 
 def test_no_wait_twice_submits_once(slurm, book):
-    path = write_spec(book, {"notebook": "nb/tiny.ipynb", "fixed": {"name": "nw", "sleep": 4.0},
-                             "grid": {"x": [1, 2]}, "resources": {"timeout_min": 5}})
+    path = book.write_spec({"notebook": "nb/tiny.ipynb", "fixed": {"name": "nw", "sleep": 4.0},
+                             "grid": {"x": [1, 2]}, "resources": {"timeout_min": 5}}, unique=True)
     job_name = f"apalu-{path.stem}"
     first = apalu(book, "sweep", str(path), "--executor", "slurm", "--no-wait", "-q")
     assert first.returncode == 1 and "submitted 2 jobs (slurm)" in first.stdout, first.stdout + first.stderr
@@ -188,7 +153,7 @@ def test_no_wait_twice_submits_once(slurm, book):
 
 def test_too_short_time_limit_is_refused_before_submitting(book):
     """Needs no cluster: refused before submitit is called. Where one answers, squeue agrees."""
-    path = write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [1]}, "resources": {"timeout_min": 30}})
+    path = book.write_spec({"notebook": "nb/tiny.ipynb", "grid": {"x": [1]}, "resources": {"timeout_min": 30}}, unique=True)
     r = apalu(book, "sweep", str(path), "--executor", "slurm", "--time", "2", "-q", timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "timeout_min: 2 minutes is too short" in r.stderr and "nothing run" in r.stderr
@@ -206,8 +171,8 @@ def test_staging_of_a_cancelled_job_is_cleaned_on_the_next_call(slurm, book):
     then the job scancelled) leaves its staging folder; the next call removes it and runs again.
     (``scancel`` alone, even ``-s KILL``, sends SIGTERM first: submitit ignores it, the notebook's
     kernel dies of it, and the run is published as failed, "Kernel died ...", before SIGKILL.)"""
-    path = write_spec(book, {"notebook": "nb/tiny.ipynb", "fixed": {"name": "k", "sleep": 6.0},
-                             "grid": {"x": [1]}, "resources": {"timeout_min": 5}})
+    path = book.write_spec({"notebook": "nb/tiny.ipynb", "fixed": {"name": "k", "sleep": 6.0},
+                             "grid": {"x": [1]}, "resources": {"timeout_min": 5}}, unique=True)
     job_name = f"apalu-{path.stem}"
     spec = sw.load_spec(path)
     (run,) = sw.expand(spec)

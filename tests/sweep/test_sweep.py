@@ -26,29 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "tiny.ipynb"
 
 
-@pytest.fixture()
-def book(tmp_path: Path) -> Path:
-    """A throwaway book root: _toc.yml and the fixture notebook under nb/."""
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
-    (tmp_path / "nb").mkdir()
-    shutil.copy(FIXTURE, tmp_path / "nb" / "tiny.ipynb")
-    return tmp_path
-
-
-def write_spec(book: Path, spec: dict, name: str = "s") -> Path:
-    path = book / "sweeps" / f"{name}.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    e.pop("APALU_BOOK_ROOT", None)
-    return e
-
-
 def counts(counter: Path) -> dict[tuple, int]:
     """Executions per (x, seed), from the fixture's counter file."""
     out: dict[tuple, int] = {}
@@ -68,7 +45,7 @@ def spec_error(book: Path, **changes) -> str:
     spec = {**BASE, **changes}
     spec = {k: v for k, v in spec.items() if v is not _DROP}
     with pytest.raises(sw.SpecError) as info:
-        sw.load_spec(write_spec(book, spec))
+        sw.load_spec(book.write_spec(spec))
     return str(info.value)
 
 
@@ -76,7 +53,7 @@ _DROP = object()
 
 
 def test_valid_spec_loads(book):
-    spec = sw.load_spec(write_spec(book, BASE))
+    spec = sw.load_spec(book.write_spec(BASE))
     assert spec.name == "s" and spec.notebook == "nb/tiny.ipynb" and spec.root == book.resolve()
     assert spec.seed_param == "seed"
     assert len(sw.expand(spec)) == 4
@@ -134,9 +111,9 @@ def test_book_value_rules_apply(book):
 
 
 def test_cli_rejects_bad_spec_with_exit_2(book):
-    path = write_spec(book, {**BASE, "grid": {"x": []}})
+    path = book.write_spec({**BASE, "grid": {"x": []}})
     r = subprocess.run([sys.executable, "-m", "apalu", "sweep", str(path), "--dry-run"],
-                       capture_output=True, text=True, env=env(), cwd=book)
+                       capture_output=True, text=True, env=book.env(), cwd=book)
     assert r.returncode == 2 and "grid.x: empty list" in r.stderr
 
 
@@ -157,7 +134,7 @@ def test_run_ids_are_stable_and_parameter_order_free():
 
 
 def test_expand_grid_zip_seeds(book):
-    spec = sw.load_spec(write_spec(book, {
+    spec = sw.load_spec(book.write_spec({
         "notebook": "nb/tiny.ipynb", "fixed": {"name": "z"}, "grid": {"x": [1, 2, 3]},
         "zip": {"lr": [0.1, 0.2], "fail": [False, True]}, "seeds": 2}))
     runs = sw.expand(spec)
@@ -176,7 +153,7 @@ def test_list_seed_parameter_gets_one_seed_lists(book):
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             cell["source"] = "seeds = [0, 1]\noutput_dir = ''\n"
     (book / "nb" / "seeds.ipynb").write_text(json.dumps(nb))
-    spec = sw.load_spec(write_spec(book, {"notebook": "nb/seeds.ipynb", "seeds": [3, 4]}))
+    spec = sw.load_spec(book.write_spec({"notebook": "nb/seeds.ipynb", "seeds": [3, 4]}))
     assert spec.seed_param == "seeds"
     assert [r.parameters for r in sw.expand(spec)] == [{"seeds": [3]}, {"seeds": [4]}]
 
@@ -186,7 +163,7 @@ def test_list_seed_parameter_gets_one_seed_lists(book):
 
 def test_local_executor_end_to_end(book):
     counter = book / "count.txt"
-    spec = sw.load_spec(write_spec(book, {
+    spec = sw.load_spec(book.write_spec({
         "notebook": "nb/tiny.ipynb", "fixed": {"name": "e2e", "counter_file": str(counter)},
         "zip": {"x": [1, 2, 3], "fail": [False, False, True]}}))
     summary = sw.run_sweep(spec, jobs=2, progress=False, log=lambda *a: None)
@@ -222,7 +199,7 @@ def test_local_executor_end_to_end(book):
 
 def test_running_marker_is_not_a_result(book):
     """A staging folder (a run killed midway) counts for nothing and is cleaned up."""
-    spec = sw.load_spec(write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}}))
+    spec = sw.load_spec(book.write_spec({"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}}))
     (run,) = sw.expand(spec)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -241,7 +218,7 @@ def test_running_marker_is_not_a_result(book):
 
 def test_resume_after_kill_9(book):
     counter = book / "count.txt"
-    spec_path = write_spec(book, {
+    spec_path = book.write_spec({
         "notebook": "nb/tiny.ipynb", "fixed": {"name": "k", "sleep": 1.0, "counter_file": str(counter)},
         "grid": {"x": [1, 2]}, "seeds": [0, 1]})
     spec = sw.load_spec(spec_path)
@@ -249,7 +226,7 @@ def test_resume_after_kill_9(book):
     staging = runs[0].sweep_dir / ".staging"
     cmd = [sys.executable, "-m", "apalu", "sweep", str(spec_path), "--jobs", "2", "-q"]
 
-    proc = subprocess.Popen(cmd, cwd=book, env=env(), start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=book, env=book.env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     try:
@@ -269,7 +246,7 @@ def test_resume_after_kill_9(book):
     assert 1 <= len(before) < len(runs)
     time.sleep(2.0)  # orphaned kernels notice their parent is gone and exit
 
-    r = subprocess.run(cmd, cwd=book, env=env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, cwd=book, env=book.env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     # Every run has exactly one complete result ...
     folders = sorted(d.name for d in runs[0].sweep_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -290,7 +267,7 @@ def test_resume_after_kill_9(book):
 
 
 def test_slurm_path_through_submitit_local_executor(book):
-    spec_path = write_spec(book, {"notebook": "nb/tiny.ipynb", "fixed": {"name": "sl"},
+    spec_path = book.write_spec({"notebook": "nb/tiny.ipynb", "fixed": {"name": "sl"},
                                   "grid": {"x": [1, 2]}, "resources": {"timeout_min": 5}})
     from apalu.sweep.cli import main
 
@@ -306,7 +283,7 @@ def test_slurm_path_through_submitit_local_executor(book):
 
 
 def test_sbatch_script_carries_requested_resources(book):
-    spec = sw.load_spec(write_spec(book, {
+    spec = sw.load_spec(book.write_spec({
         **BASE, "name": "gpu-ablation",
         "resources": {"cpus_per_task": 8, "gpus_per_node": 1, "timeout_min": 120, "partition": "gpu",
                       "mem_gb": 32, "array_parallelism": 3, "setup": ["module load cuda"]}}))
@@ -318,22 +295,22 @@ def test_sbatch_script_carries_requested_resources(book):
     assert "submitit.core._submit" in text
     # submitit's pre-timeout signal, its log layout, and the spec's extra directives
     assert "#SBATCH --signal=USR2@90" in text and "%A_%a_0_log.out" in text
-    extra = sw.sbatch_script(sw.load_spec(write_spec(book, {**BASE, "resources": {
+    extra = sw.sbatch_script(sw.load_spec(book.write_spec({**BASE, "resources": {
         "additional": {"exclusive": "user"}, "qos": "high"}})), book / "logs")
     assert "#SBATCH --exclusive=user" in extra and "#SBATCH --qos=high" in extra
     over = sw.sbatch_script(spec, book / "logs", overrides={"gpus_per_node": 4, "timeout_min": 30,
                                                             "partition": "a100"}, n_runs=2)
     assert "#SBATCH --gpus-per-node=4" in over and "#SBATCH --time=30" in over
     assert "#SBATCH --partition=a100" in over and "#SBATCH --array=0-1%2" in over
-    cpu = sw.sbatch_script(sw.load_spec(write_spec(book, BASE)), book / "logs")
+    cpu = sw.sbatch_script(sw.load_spec(book.write_spec(BASE)), book / "logs")
     assert "gpus" not in cpu  # no GPU asked: no GPU line
 
 
 def test_cli_dry_run_lists_runs_and_sbatch(book):
-    path = write_spec(book, {**BASE, "resources": {"gpus_per_node": 2}})
+    path = book.write_spec({**BASE, "resources": {"gpus_per_node": 2}})
     r = subprocess.run([sys.executable, "-m", "apalu", "sweep", str(path), "--dry-run",
                         "--executor", "slurm", "--time", "45"], capture_output=True, text=True,
-                       env=env(), cwd=book)
+                       env=book.env(), cwd=book)
     assert r.returncode == 0, r.stderr
     ids = [run.run_id for run in sw.expand(sw.load_spec(path))]
     assert all(f"{i}  pending" in r.stdout for i in ids)
@@ -342,11 +319,11 @@ def test_cli_dry_run_lists_runs_and_sbatch(book):
         p.name != "sweep.yaml" for p in (book / "data" / "results" / "s").iterdir())
 
 
-def test_console_entry_point_exists():
+def test_console_entry_point_exists(sweep_env):
     from apalu.__main__ import main
 
     assert callable(main)
-    r = subprocess.run([sys.executable, "-m", "apalu", "--help"], capture_output=True, text=True, env=env())
+    r = subprocess.run([sys.executable, "-m", "apalu", "--help"], capture_output=True, text=True, env=sweep_env)
     assert r.returncode == 0 and "sweep" in r.stdout and "collect" in r.stdout
 
 
@@ -392,14 +369,14 @@ def _git_book(book: Path) -> Path:
 
 def test_sweep_into_a_committed_folder_is_refused_without_record(book):
     sweep_dir = _git_book(book)
-    spec_path = write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}})  # name "s" collides
+    spec_path = book.write_spec({"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}})  # name "s" collides
     cli = [sys.executable, "-m", "apalu", "sweep", str(spec_path), "-q"]
-    r = subprocess.run(cli, capture_output=True, text=True, env=env())
+    r = subprocess.run(cli, capture_output=True, text=True, env=book.env())
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"sweep 's': {sweep_dir} holds committed results (1 files tracked by git" in r.stderr
     assert "--record" in r.stderr
     assert sorted(p.name for p in sweep_dir.iterdir()) == ["abc123"]  # nothing written
-    assert subprocess.run(cli + ["--dry-run"], capture_output=True, env=env()).returncode == 0
+    assert subprocess.run(cli + ["--dry-run"], capture_output=True, env=book.env()).returncode == 0
     spec = sw.load_spec(spec_path)
     with pytest.raises(sw.CommittedResultsError, match="refusing to write into it"):
         sw.run_sweep(spec, progress=False, log=lambda *a: None)
@@ -411,7 +388,7 @@ def test_sweep_into_a_committed_folder_is_refused_without_record(book):
 
 def test_committed_guard_with_record_runs(book):
     _git_book(book)
-    spec = sw.load_spec(write_spec(book, {"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}}))
+    spec = sw.load_spec(book.write_spec({"notebook": "nb/tiny.ipynb", "grid": {"x": [5]}}))
     summary = sw.run_sweep(spec, progress=False, log=lambda *a: None, record=True)
     assert summary["complete"] == 1
 
@@ -433,7 +410,7 @@ def test_duplicate_runs_after_type_normalisation(book):
     assert "grid.lr: repeated values [1, 1.0] (1.0 twice" in spec_error(book, grid={"lr": [1, 1.0]})
     msg = spec_error(book, grid=_DROP, zip={"lr": [0.5, 0.5], "name": ["a", "a"]})
     assert "zip: repeated row {'lr': 0.5, 'name': 'a'} (the same run twice)" in msg
-    spec = sw.load_spec(write_spec(book, {**BASE, "grid": {"lr": [1, 2.5]}}))
+    spec = sw.load_spec(book.write_spec({**BASE, "grid": {"lr": [1, 2.5]}}))
     spec.grid = {"lr": [1, 1.0]}  # past validation: the whole-run check still finds it
     (problem,) = spec_module._duplicate_runs(spec)
     assert '"lr": 1,' in problem and '"lr": 1.0,' in problem and "are the same run" in problem
@@ -443,14 +420,14 @@ def test_unavailable_device_is_refused_before_anything_runs(book, monkeypatch):
     import torch
 
     nb = _variant(book, "device = 'auto'\nepochs = 3\noutput_dir = ''\n")
-    path = write_spec(book, {"notebook": nb, "grid": {"device": ["cpu", "cuda"]}})
+    path = book.write_spec({"notebook": nb, "grid": {"device": ["cpu", "cuda"]}})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     spec = sw.load_spec(path)
     with pytest.raises(sw.SweepRefused, match=r"device 'cuda': this machine gives 0 CUDA device\(s\)"):
         sw.run_sweep(spec, progress=False, log=lambda *a: None)
     assert not (book / "data" / "results" / "s").exists()  # nothing written, nothing run
     r = subprocess.run([sys.executable, "-m", "apalu", "sweep", str(path), "-q"], capture_output=True,
-                       text=True, env={**env(), "CUDA_VISIBLE_DEVICES": ""})
+                       text=True, env={**book.env(), "CUDA_VISIBLE_DEVICES": ""})
     assert r.returncode == 2 and "refused, nothing run: device 'cuda'" in r.stderr
     assert sw.device_problems({"cuda:1"}, "slurm", 1) == [
         "device 'cuda:1': resources.gpus_per_node / --gpus gives 1 CUDA device(s); use device auto "
@@ -461,7 +438,7 @@ def test_unavailable_device_is_refused_before_anything_runs(book, monkeypatch):
 
 def test_large_sweep_needs_confirmation(book):
     nb = _variant(book, "epochs = 20\nx = 0\noutput_dir = ''\n")
-    path = write_spec(book, {"notebook": nb, "grid": {"x": list(range(600))}})  # 600 runs x 20 epochs
+    path = book.write_spec({"notebook": nb, "grid": {"x": list(range(600))}})  # 600 runs x 20 epochs
     spec = sw.load_spec(path)
     assert sw.run_epochs(spec, sw.expand(spec)) == 12_000
     lines = []
@@ -472,14 +449,14 @@ def test_large_sweep_needs_confirmation(book):
     assert sw.size_problems(600, 12_000, confirmed=True) == []
     assert sw.size_problems(1001, 1001, confirmed=False) and not sw.size_problems(1000, 10_000, False)
     r = subprocess.run([sys.executable, "-m", "apalu", "sweep", str(path), "-q"], capture_output=True,
-                       text=True, env=env())
+                       text=True, env=book.env())
     assert r.returncode == 2 and "pass --yes" in r.stderr
 
 
 def test_slurm_timeout_leaves_room_after_the_signal(book):
     assert "resources.timeout_min: 3 minutes is too short: submitit signals the job 90 s before " \
            "the limit, leaving 90 s of work; give at least 5" in spec_error(book, resources={"timeout_min": 3})
-    spec = sw.load_spec(write_spec(book, {**BASE, "resources": {"timeout_min": 60}}))
+    spec = sw.load_spec(book.write_spec({**BASE, "resources": {"timeout_min": 60}}))
     with pytest.raises(sw.SweepRefused, match=r"resources \(with overrides\).timeout_min: 2 minutes is too short"):
         sw.run_sweep(spec, executor="slurm", overrides={"timeout_min": 2}, progress=False, log=lambda *a: None)
 
@@ -495,9 +472,9 @@ time.sleep(60)
 """
 
 
-def test_pool_workers_die_with_the_sweep(tmp_path):
+def test_pool_workers_die_with_the_sweep(tmp_path, sweep_env):
     parent = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT], stdout=subprocess.PIPE, text=True,
-                              env=env(), cwd=tmp_path)
+                              env=sweep_env, cwd=tmp_path)
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
         assert len(pids) == 2 and all(runs._pid_alive(p) for p in pids)
@@ -522,7 +499,7 @@ class _FakeJob:
 def test_no_wait_twice_submits_once(book, monkeypatch):
     """Slurm is not installed here: the executor is a fake that counts submissions, and the
     job counts as alive (as squeue would say while it is queued)."""
-    spec = sw.load_spec(write_spec(book, {**BASE, "resources": {"timeout_min": 30}}))
+    spec = sw.load_spec(book.write_spec({**BASE, "resources": {"timeout_min": 30}}))
     submitted = []
 
     class FakeExecutor:
