@@ -133,9 +133,14 @@ def claim_spec(claim_id: str) -> ClaimSpec:
 # (apalu.report.reproduce.DEFAULT) states its own tolerance and why, as a notebook cell does.
 EVIDENCE_TOLERANCE: dict[str, dict] = {
     "exp-ab-stay-positive": {
-        "abs": 0.05, "why": "shares of a few hundred (run, layer, channel) values, which move in steps of 1/n; "
-        "0.2761 against 0.2677 with the C++ kernel off"},
+        "abs": 0.05, "why": "per-run shares of a few hundred (layer, channel) values, which move in steps of "
+        "1/n; the largest mean share 0.494 against 0.497 with the C++ kernel off"},
     "exp-small-data-overfitting": {
-        "abs": 0.002, "why": "the mean of 28 differences of train-val accuracy gaps, each near 0; "
-        "-0.0005 against -0.0008 with the C++ kernel off"},
+        "abs": 0.002, "why": "differences of train-val accuracy gaps, each near 0, where a relative "
+        "tolerance is meaningless; a floor of 0.002 (pp) for those numbers"},
+    "exp-vanishing-gradients": {
+        "abs": 0.5, "why": "after 50 SGD steps at depth 50 the gradient ratios are chaotic in float "
+        "rounding: with the C++ kernel off the APALU - ReLU effect moved from -0.42 to -0.19 decades and "
+        "its Holm p from 0.13 to 0.44 (the verdict, inconclusive, did not move); at init the two paths "
+        "agree to 3 digits"},
 }
