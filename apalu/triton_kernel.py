@@ -58,6 +58,19 @@ def _kernels():
 if triton is not None:
 
     @triton.jit
+    def _expm1_nonpositive(t):
+        # eˣ − 1 for t ≤ 0: degree-8 Taylor polynomial on [−1/4, 0] (relative error < 1e-9;
+        # exp(t) − 1 would lose every digit near 0⁻), exp(t) − 1 below (no cancellation there)
+        p = t * (1.0 / 40320.0) + 1.0 / 5040.0
+        p = p * t + 1.0 / 720.0
+        p = p * t + 1.0 / 120.0
+        p = p * t + 1.0 / 24.0
+        p = p * t + 1.0 / 6.0
+        p = p * t + 0.5
+        p = p * t + 1.0
+        return tl.where(t > -0.25, p * t, tl.exp(t) - 1.0)
+
+    @triton.jit
     def _fwd(x_ptr, a_ptr, b_ptr, y_ptr, n, inner, C, k, sat, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
@@ -69,16 +82,7 @@ if triton is not None:
         s = tl.sigmoid(k * tl.minimum(xp, sat))
         pos = (a * xp) * (1.0 + s)
         t = tl.minimum(x, 0.0)
-        # eˣ − 1 for t ≤ 0: degree-8 Taylor polynomial on [−1/4, 0] (relative error < 1e-9;
-        # exp(t) − 1 would lose every digit near 0⁻), exp(t) − 1 below (no cancellation there)
-        p = t * (1.0 / 40320.0) + 1.0 / 5040.0
-        p = p * t + 1.0 / 720.0
-        p = p * t + 1.0 / 120.0
-        p = p * t + 1.0 / 24.0
-        p = p * t + 1.0 / 6.0
-        p = p * t + 0.5
-        p = p * t + 1.0
-        em1 = tl.where(t > -0.25, p * t, tl.exp(t) - 1.0)
+        em1 = _expm1_nonpositive(t)
         neg = b * em1
         y = tl.where(x >= 0.0, pos, neg)
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -109,16 +113,7 @@ if triton is not None:
         xp = tl.minimum(tl.maximum(x, 0.0), sat)
         s = tl.sigmoid(k * xp)
         t = tl.minimum(x, 0.0)
-        # eˣ − 1 for t ≤ 0: degree-8 Taylor polynomial on [−1/4, 0] (relative error < 1e-9;
-        # exp(t) − 1 would lose every digit near 0⁻), exp(t) − 1 below (no cancellation there)
-        p = t * (1.0 / 40320.0) + 1.0 / 5040.0
-        p = p * t + 1.0 / 720.0
-        p = p * t + 1.0 / 120.0
-        p = p * t + 1.0 / 24.0
-        p = p * t + 1.0 / 6.0
-        p = p * t + 0.5
-        p = p * t + 1.0
-        em1 = tl.where(t > -0.25, p * t, tl.exp(t) - 1.0)
+        em1 = _expm1_nonpositive(t)
         # d/dx: a·(1 + σ + kx·σ·(1 − σ)) on x ≥ 0, b·eˣ on x < 0
         dpos = a * (1.0 + s + (k * xp) * (s * (1.0 - s)))
         dneg = b * tl.exp(t)  # not em1 + 1: that rounds to 0 below x ≈ −17

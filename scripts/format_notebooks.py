@@ -119,17 +119,7 @@ def wrap_line(line: str, limit: int = LIMIT) -> list[str]:
         items = _split_items(line, start, end, depth)
         if not items:
             continue
-        inner = pad + "    "
-        body, current = [], ""
-        for item in items:
-            candidate = f"{current} {item}" if current else item
-            if current and len(inner) + len(candidate) > limit:
-                body.append(inner + current)
-                current = item
-            else:
-                current = candidate
-        if current:
-            body.append(inner + current)
+        body = _fill(items, pad + "    ", limit)
         head = line[: start + 1].rstrip()
         closing = pad + line[end:].strip()
         out = [head, *body, closing]
