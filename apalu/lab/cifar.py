@@ -4,9 +4,11 @@ The layouts follow the public CIFAR-10 adaptations in kuangliu/pytorch-cifar
 (``models/mobilenetv2.py``, ``models/googlenet.py``): MobileNetV2 keeps the ImageNet block
 table but with stride 1 in the stem and in the second stage (32×32 inputs keep 4×4 maps before
 the pool); GoogLeNet replaces the ImageNet stem by one 3×3 convolution to 192 channels and
-pools 8×8 at the end. Every ReLU of those files is the activation factory's module here, so
+pools 8×8 at the end. Every ReLU of those files is the lab's activation factory's module here, so
 ``activation="relu"`` is the reference network and ``"apalu"`` swaps each one for its own
-APALU (per channel when the registry says the activation takes ``num_parameters``).
+APALU (per channel when the registry says the activation takes ``num_parameters``); a and b
+come from the model's own generator, so for one seed every other weight is the same in every
+arm (paired), and the lab's controls (``apalu_frozen``, ``relu_scaled``) work too.
 
 ``width`` scales every channel count (1.0: the standard network); the tests use small widths
 to run both architectures end to end on a CPU.
@@ -17,24 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import ACTIVATIONS, check_activation, make_activation
+from .models import _ActFactory as _Activations  # lab names; a, b from the model's own generator
 
 __all__ = ["MobileNetV2", "GoogLeNet", "CIFAR_MODELS", "make_cifar_model"]
-
-
-class _Activations:
-    """Fresh activation modules by channel count (per-channel ones sized to it)."""
-
-    def __init__(self, activation: str, per_channel: bool = False, **kwargs) -> None:
-        self.name = check_activation(activation)
-        self.per_channel = per_channel and ACTIVATIONS[self.name].per_channel
-        self.kwargs = kwargs
-
-    def __call__(self, channels: int) -> nn.Module:
-        kw = dict(self.kwargs)
-        if self.per_channel:
-            kw["num_parameters"] = channels
-        return make_activation(self.name, **kw)
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -84,7 +71,7 @@ class MobileNetV2(nn.Module):
     def __init__(self, activation: str = "relu", n_classes: int = 10, width: float = 1.0,
                  in_channels: int = 3, per_channel: bool = False, **act_kwargs) -> None:
         super().__init__()
-        act = _Activations(activation, per_channel, **act_kwargs)
+        act = _Activations(activation, act_kwargs, per_channel)
         c = _scaled(32, width)
         layers: list[nn.Module] = [_conv_bn_act(in_channels, c, 3, act)]
         for expansion, c_out, blocks, stride in self.STAGES:
@@ -134,7 +121,7 @@ class GoogLeNet(nn.Module):
     def __init__(self, activation: str = "relu", n_classes: int = 10, width: float = 1.0,
                  in_channels: int = 3, per_channel: bool = False, **act_kwargs) -> None:
         super().__init__()
-        act = _Activations(activation, per_channel, **act_kwargs)
+        act = _Activations(activation, act_kwargs, per_channel)
         c = _scaled(192, width)
         layers: list[nn.Module] = [_conv_bn_act(in_channels, c, 3, act)]
         for step in self.PLAN:

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..optim import param_groups
 
-__all__ = ["CifarRecipe", "RELU_ANCHOR", "augment", "make_optimizer", "train_cifar"]
+__all__ = ["CifarRecipe", "RELU_ANCHOR", "augment", "make_optimizer", "train_cifar", "paired_cifar_runs"]
 
 #: Expected ReLU test accuracy (%) of :class:`CifarRecipe` at 200 epochs, from public CIFAR-10
 #: implementations (kuangliu/pytorch-cifar's README: MobileNetV2 94.43, GoogLeNet 95.04; other
@@ -148,3 +148,29 @@ def train_cifar(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     acc, loss = _accuracy(model, xte, yte, recipe.eval_batch_size)
     return CifarRun(test_accuracy=acc, test_loss=loss, history=history, seconds=seconds,
                     images_per_s=recipe.epochs * len(xtr) / max(seconds, 1e-9))
+
+
+def paired_cifar_runs(ds, models: list[str], activations: list[str], seeds: list[int], *,
+                      recipe: CifarRecipe = CifarRecipe(), device: str | torch.device = "cpu",
+                      width: float = 1.0) -> list[dict]:
+    """Every (model, activation, seed) of the recipe on ``ds`` (a CIFAR-10
+    :class:`apalu.lab.data.Dataset`): one row each with ``model, activation, seed,
+    test_accuracy, test_loss, images_per_s``. For one seed, every arm starts from the same
+    non-activation weights (the torch seed is set before each model is built; a and b come from
+    the model's own generator) and sees the same batches and augmentation (paired by seed)."""
+    from .cifar import make_cifar_model  # the architectures import the lab's models
+    from .training import resolve_device
+
+    device = resolve_device(device) if isinstance(device, str) else device  # "auto": CUDA if present
+    rows = []
+    for name in models:
+        for seed in seeds:
+            for act in activations:
+                torch.manual_seed(seed)
+                model = make_cifar_model(name, act, width=width)
+                run = train_cifar(model, ds.X_train, ds.y_train, ds.X_test, ds.y_test,
+                                  recipe=recipe, seed=seed, device=device)
+                rows.append({"model": name, "activation": act, "seed": seed,
+                             "test_accuracy": run.test_accuracy, "test_loss": run.test_loss,
+                             "images_per_s": run.images_per_s})
+    return rows

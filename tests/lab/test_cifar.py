@@ -139,3 +139,31 @@ def test_both_architectures_train_with_the_recipe_end_to_end(cifar_archive, name
     assert run.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
     # a run is a function of its seed and initial weights
     assert run.test_loss == runs[1].test_loss and run.history == runs[1].history
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "googlenet"])
+def test_arms_are_paired_by_seed(name):
+    """For one seed every non-activation parameter is the same whatever the activation (a and
+    b are drawn from the model's own generator, never from the global RNG)."""
+    def weights(act):
+        torch.manual_seed(7)
+        model = make_cifar_model(name, act, width=0.125)
+        acts = {n for n, m in model.named_modules() if isinstance(m, (APALU, torch.nn.PReLU))}
+        return {n: p for n, p in model.named_parameters() if n.rpartition(".")[0] not in acts}
+
+    ref = weights("relu")
+    for act in ("apalu", "apalu_frozen", "prelu", "gelu"):
+        other = weights(act)
+        assert other.keys() == ref.keys(), act
+        assert all(torch.equal(other[k], ref[k]) for k in ref), act
+
+
+def test_paired_cifar_runs_rows(cifar_archive):
+    from apalu.lab.recipe import paired_cifar_runs
+
+    ds = load_dataset("cifar10", path=str(cifar_archive), val_fraction=0.1)
+    rows = paired_cifar_runs(ds, ["mobilenetv2"], ["apalu", "relu"], [0, 1],
+                             recipe=CifarRecipe(epochs=1, batch_size=16), width=0.125)
+    assert [(r["activation"], r["seed"]) for r in rows] == [("apalu", 0), ("relu", 0), ("apalu", 1),
+                                                           ("relu", 1)]
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
