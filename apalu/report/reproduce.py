@@ -66,6 +66,7 @@ DEFAULT = Tolerance()
 # not part of a longer number. A sentence's final period is not part of the number.
 _NUMBER = re.compile(r"(?<!\w)(?<!\d\.)[-+\u2212]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\w|\.\d)")
 _SPACE = re.compile(r"\s+")
+_OPENS_INTERVAL = re.compile(r" (?:[A-Za-z%]+ ){0,2}\[")  # " [", " pp [", " AUC pp ["
 
 
 def _last_digit_unit(token: str) -> float:
@@ -82,8 +83,17 @@ def _is_integer(token: str) -> bool:
     return not any(c in token for c in ".eE")
 
 
+# A table's downloadable CSV, embedded as a data URI (apalu.report.tables): it repeats the
+# printed numbers at full precision (6+ digits, URL-encoded), beyond what the page prints and
+# what the contract compares; the printed table is compared instead.
+_DATA_URI = re.compile(r"data:text/csv[^\"\s]*")  # ends with the href's closing quote
+
+
 def _normalise(text: str) -> str:
-    # Whitespace runs are layout (pandas pads columns to the widest number), not content.
+    # Whitespace runs are layout (pandas pads columns to the widest number), not content; a p
+    # printed "< 0.001" is compared as 0.001 (it crosses that threshold between machines).
+    text = re.sub(r"\\?<\s*(?=\d)", "", text)  # also Markdown's escaped "\<"
+    text = _DATA_URI.sub("data:text/csv,(full-precision CSV of the table above)", text)
     return _SPACE.sub(" ", text.replace("\u2212", "-")).strip()
 
 
@@ -92,10 +102,11 @@ def _context(text: str, start: int, width: int = 30) -> str:
 
 
 def _interval_widths(parts: list[str], numbers: list[re.Match]) -> dict[int, float]:
-    """Index of each number printed as part of "m [low, high]" -> the interval's width."""
+    """Index of each number printed as part of "m [low, high]" (or "m pp [low, high]": up to two
+    unit words between) -> the interval's width."""
     widths = {}
     for i in range(len(numbers) - 2):
-        if parts[i + 1] == " [" and parts[i + 2] == ", " and parts[i + 3].startswith("]"):
+        if _OPENS_INTERVAL.fullmatch(parts[i + 1]) and parts[i + 2] == ", " and parts[i + 3].startswith("]"):
             low, high = (float(numbers[k].group().replace("\u2212", "-")) for k in (i + 1, i + 2))
             widths.update({k: abs(high - low) for k in (i, i + 1, i + 2)})
     return widths
@@ -160,9 +171,11 @@ def compare_ledgers(committed: Path, fresh: list[Path], tolerance: Tolerance = D
     """Problems found comparing freshly written ledger records with the committed ones.
 
     ``fresh``: the folders the re-run notebooks wrote their records to. Every committed record
-    must be written again; the verdict and every field but the evidence must be equal; the
-    evidence is compared with :func:`compare_text` under ``tolerance``, or under the claim's own
-    (:data:`apalu.report.claims.EVIDENCE_TOLERANCE`).
+    must be written again; the verdict and every field but the evidence and the trained numbers
+    (:data:`TRAINED_FIELDS`) must be equal; the evidence is compared with :func:`compare_text`
+    under ``tolerance``, or under the claim's own (:data:`apalu.report.claims.EVIDENCE_TOLERANCE`),
+    and the trained numbers under the same allowances (an effect or CI bound by a fifth of the
+    interval's width).
     """
     old = _records(committed)
     new: dict[str, dict] = {}
@@ -177,11 +190,36 @@ def compare_ledgers(committed: Path, fresh: list[Path], tolerance: Tolerance = D
         o, n = old[cid], new[cid]
         for key in sorted(set(o) | set(n)):
             if key == "evidence":
-                own = tolerance_from(EVIDENCE_TOLERANCE[cid]) if cid in EVIDENCE_TOLERANCE else tolerance
-                problems += [f"{cid}: evidence: {p}" for p in compare_text(o.get(key, ""), n.get(key, ""), own)]
-            elif o.get(key) != n.get(key):
+                problems += [f"{cid}: evidence: {p}" for p in
+                             compare_text(o.get(key, ""), n.get(key, ""), own_tolerance(cid, tolerance))]
+            elif key in TRAINED_FIELDS and _float_field_moved(o, n, key, own_tolerance(cid, tolerance)):
+                problems.append(f"{cid}: {key} moved from {o.get(key)!r} to {n.get(key)!r}, beyond "
+                                "the tolerance")
+            elif key not in TRAINED_FIELDS and o.get(key) != n.get(key):
                 problems.append(f"{cid}: {key} changed from {o.get(key)!r} to {n.get(key)!r}")
     return problems
+
+
+# A record's structured numbers that come from trained models (apalu.report.ledger.FIELDS):
+# compared like the evidence that prints them, not bit for bit.
+TRAINED_FIELDS = ("effect", "ci_low", "ci_high", "p_adjusted", "mde")
+_FIELD_FLOOR = 0.002  # the evidence prints p and MDE to 2-3 digits: 2 units of the third decimal
+
+
+def own_tolerance(cid: str, default: Tolerance) -> Tolerance:
+    """The claim's own evidence tolerance (:data:`apalu.report.claims.EVIDENCE_TOLERANCE`), else
+    ``default``."""
+    return tolerance_from(EVIDENCE_TOLERANCE[cid]) if cid in EVIDENCE_TOLERANCE else default
+
+
+def _float_field_moved(old: dict, new: dict, key: str, tol: Tolerance) -> bool:
+    a, b = old.get(key), new.get(key)
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    allowed = max(tol.rel * abs(a), tol.abs, _FIELD_FLOOR)
+    if key in ("effect", "ci_low", "ci_high") and None not in (old.get("ci_low"), old.get("ci_high")):
+        allowed = max(allowed, tol.ci * abs(old["ci_high"] - old["ci_low"]))
+    return abs(b - a) > allowed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,3 +119,40 @@ def test_a_claim_can_state_its_own_evidence_tolerance(tmp_path):
     _write(committed, "other", evidence="share 0.2761")
     _write(run, "other", evidence="share 0.2677")  # the default applies to other claims
     assert any("beyond the tolerance" in p for p in compare_ledgers(committed, [run]))
+
+
+def test_a_tables_full_precision_csv_is_not_compared_but_its_printed_numbers_are():
+    """A table's downloadable CSV (a data URI) repeats the printed numbers at full precision:
+    the contract compares the printed ones."""
+    stored = '| 0.189 |\n<a download="t.csv" href="data:text/csv;charset=utf-8,U(0,%205),0.189306">t</a>'
+    moved_csv = '| 0.189 |\n<a download="t.csv" href="data:text/csv;charset=utf-8,U(0,%205),0.182222">t</a>'
+    assert compare_text(stored, moved_csv) == []
+    moved_printed = '| 0.170 |\n<a download="t.csv" href="data:text/csv;charset=utf-8,U(0,%205),0.189306">t</a>'
+    assert compare_text(stored, moved_printed)
+
+
+def test_an_interval_may_carry_its_unit():
+    # kernel off against on: the mean moved 3%, within a fifth of the interval's width
+    assert compare_text("+1.89 pp [+0.0277, +3.76]", "+1.95 pp [+0.0478, +3.85]") == []
+    assert compare_text("+1.89 pp [+0.0277, +3.76]", "+2.89 pp [+0.0277, +3.76]")  # 27% of the width
+    assert compare_text("+1.89 p = 0.5 [+0.0277, +3.76]", "+1.95 p = 0.5 [+0.0478, +3.85]")  # not a unit
+
+
+def test_structured_trained_fields_move_within_the_contract(tmp_path):
+    committed, run = tmp_path / "committed", tmp_path / "run"
+    base = dict(verdict="inconclusive", effect=-0.39, ci_low=-0.906, ci_high=0.126, p_adjusted=0.365, mde=0.72,
+                n_seeds=10)
+    _write(committed, "c1", **base)
+    _write(run, "c1", **{**base, "effect": -0.35, "ci_low": -0.88, "p_adjusted": 0.37})  # 4% of the width
+    assert compare_ledgers(committed, [run]) == []
+    _write(run, "c1", **{**base, "effect": -0.10})  # 28% of the interval's width
+    assert any("effect moved" in p for p in compare_ledgers(committed, [run]))
+    _write(run, "c1", **{**base, "n_seeds": 9})  # integers stay exact
+    assert any("n_seeds changed" in p for p in compare_ledgers(committed, [run]))
+    _write(run, "c1", **{**base, "p_adjusted": None})
+    assert any("p_adjusted moved" in p for p in compare_ledgers(committed, [run]))
+
+
+def test_a_p_below_its_printed_threshold_compares_as_the_threshold():
+    assert compare_text("| +0.95 | < 0.001 |", "| +0.95 | 0.001 |") == []
+    assert compare_text("| +0.95 | \\< 0.001 |", "| +0.95 | 0.001 |") == []  # Markdown escapes "<"
