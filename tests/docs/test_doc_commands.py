@@ -37,7 +37,7 @@ TINY = {
     "exp_paper": ["-p", "cls_epochs", "1", "-p", "cls_n_train", "200", "-y", "seeds: [0, 1]",
                   "-y", "oc_classes: [0]", "-p", "oc_epochs", "1", "-p", "oc_n_test", "60", "-p", "oc_n_val", "20",
                   "-p", "reg_epochs", "2", "-p", "gru_epochs", "1", "-p", "cifar_epochs", "1",
-                  "-y", "cifar_models: [mobilenet]"],
+                  "-y", "cifar_models: [mobilenetv2]", "-y", "cls_activations: [apalu, relu]"],
 }
 BENCH_TINY = ["--shape", "2,4,8,8", "--repeats", "1", "--warmup", "0", "--e2e-repeats", "1", "--batch", "2",
               "--no-compile", "--skip", "compile-cost"]
