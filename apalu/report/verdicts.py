@@ -174,11 +174,11 @@ def effect_text(claim) -> str:
 
 def _scale(claim) -> str:
     parts = []
-    n = _get(claim, "n_seeds")
-    if n is not None:
+    n, scale = _get(claim, "n_seeds"), _get(claim, "scale")
+    if n is not None and f"{n} seeds" not in str(scale or ""):  # the scale text may say it already
         parts.append(f"{n} seeds")
-    if _get(claim, "scale"):
-        parts.append(str(_get(claim, "scale")))
+    if scale:
+        parts.append(str(scale))
     return "; ".join(parts) or "–"
 
 

@@ -81,6 +81,9 @@ def test_scale_effect_and_kind_labels():
     row = verdicts.verdict_table([r], root=ROOT).splitlines()[-2]
     assert "{bdg-light}`proxy`" in row and "+1.2 [−0.3, 2.7] pp (paper: +0.37)" in row
     assert "10 seeds; 4 epochs" in row
+    r2 = rec(OTHER, n_seeds=10, scale="10 seeds, 80 steps")  # the scale says it already: once
+    row2 = verdicts.verdict_table([r2], root=ROOT).splitlines()[-2]
+    assert row2.count("10 seeds") == 1
 
 
 def test_maths_in_evidence():
