@@ -143,6 +143,11 @@ def _check_path(name, value):
         raise ValueError(f"parameter {name!r}: must be a path string ('' if absent), got {value!r}")
 
 
+def _check_weights(name, value):
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"parameter {name!r}: must be a path to a .safetensors file (None if absent), got {value!r}")
+
+
 _ACT = _check_names(check_activation)
 _DATA = _check_names(check_dataset)
 _MODEL = _check_names(check_model)
@@ -206,7 +211,8 @@ def validate(**params) -> dict:
     Rules by name: activation(s)/baselines (registry names), dataset(s), model(s), depth(s)
     (≥ 1), sizes/width/n_train/batch_size/... (≥ 1; a single one may be None), k_steps/steps
     (≥ 0), epochs (≥ 1), seed(s) (ints ≥ 0, distinct), init(s) (APALU init specs: a range
-    needs 0 ≤ low < high), lr(s) (> 0), device, optimizer, output_dir and *_path (strings).
+    needs 0 ≤ low < high), lr(s) (> 0), device, optimizer, output_dir and *_path (strings),
+    *_weights (a path string or None).
     """
     for name, value in params.items():
         try:
@@ -223,6 +229,8 @@ def validate(**params) -> dict:
             _check_sizes(name, value, 0, "count")
         elif name.endswith("_path"):
             _check_path(name, value)
+        elif name.endswith("_weights"):
+            _check_weights(name, value)
     return params
 
 
@@ -351,7 +359,7 @@ def check_notebook(name: str, namespace: dict, injected: set[str] | None = None)
     The schema is the notebook's own parameters cell (names, and each default's type) plus the
     rules by name (:data:`RULES`): an unknown name (papermill only warns) is an error; a value
     must have its default's type (a list given as text gets the ``-y`` form); devices must be
-    available; ``*_path`` parameters must exist; ``output_dir`` may not lie inside ``data/``; and
+    available; ``*_path`` and ``*_weights`` parameters must exist; ``output_dir`` may not lie inside ``data/``; and
     a run estimated at more than :data:`LONG_RUN_FACTOR` times the defaults' work needs
     ``confirm_long_run=True``. Returns the parameters; raises ValueError naming the first problem.
     """
@@ -370,7 +378,7 @@ def check_notebook(name: str, namespace: dict, injected: set[str] | None = None)
             _same_kind(key, values[key], default)
     validate(**values)  # the rules by name: activation names, ranges, devices, ...
     for key, value in values.items():
-        if key.endswith("_path"):
+        if key.endswith(("_path", "_weights")):
             _check_path_exists(key, value)
         if key == "output_dir":
             _check_not_committed(key, value, root)
