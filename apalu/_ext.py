@@ -11,7 +11,8 @@ A build prints one line to stderr; ``python -m apalu._ext --build`` (``make kern
 ahead of timed runs and prints that line only when it builds.
 
 The library defines the operator ``apalu::apalu`` (forward, with its autograd in C++) and
-``apalu::apalu_backward`` (see the source's header). Under ``torch.compile`` the kernel is
+``apalu::apalu_backward`` (see the source's header); eagerly, :func:`eager_entry` calls the
+former without the Python ``torch.ops`` wrapper. Under ``torch.compile`` the kernel is
 reached through two Python custom ops, ``apalu::forward_cpu`` and ``apalu::backward_cpu``, which
 the compiler keeps as opaque calls (no graph break).
 """
@@ -109,6 +110,7 @@ def kernel():
             if not _STATE["tried"]:
                 try:
                     _STATE["module"] = _build()
+                    _STATE["eager"] = getattr(_STATE["module"], "apalu_raw", None)
                 except Exception as err:  # no compiler, no ninja, ...: the other paths still work
                     lines = str(err).strip().splitlines() or [type(err).__name__]
                     first = next((ln for ln in lines if "error" in ln.lower()), lines[-1])
@@ -134,6 +136,19 @@ def loaded() -> bool:
     if not _STATE["tried"]:
         return kernel() is not None
     return _STATE["module"] is not None and os.environ.get(ENV_SWITCH) != "0"
+
+
+def eager_entry():
+    """The extension's eager entry ``apalu_raw(x, a_raw, b_raw, k, softplus, floor)``, or None
+    until the kernel has loaded (or when it is unavailable).
+
+    It calls the operator ``apalu::apalu`` through the dispatcher from C++, skipping the Python
+    ``torch.ops`` wrapper (a few µs per call), and answers None where the general path of
+    :func:`apalu.functional.apalu_raw` must choose (not a plain CPU float32 tensor, a functorch
+    transform, a TorchScript trace, a torch-function mode, ``APALU_CPU_KERNEL=0``). The caller
+    checks ``torch.compile`` and ``torch.export``.
+    """
+    return _STATE.get("eager")
 
 
 def status() -> str:

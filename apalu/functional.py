@@ -647,6 +647,15 @@ def apalu_raw(x: Tensor, a_raw: Tensor, b_raw: Tensor, *, softplus: bool, floor:
     On the C++ kernel this is one operator call: the softplus is applied inside it and its
     gradient chained there, so a module's forward and backward never pass through Python.
     """
+    # The eager entry: the kernel's operator called from C++ (no torch.ops wrapper, no
+    # choose_backend); it answers None for anything but plain CPU float32 tensors outside
+    # transforms and traces. torch.compile and torch.export are asked first, here.
+    eager = _ext.eager_entry()
+    if (eager is not None and not torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting() and type(x) is Tensor):
+        y = eager(x, a_raw, b_raw, K, softplus, floor)
+        if y is not None:
+            return y
     if not x.is_floating_point():
         raise TypeError(f"APALU needs a floating-point input, got {x.dtype}")
     compiling = torch.compiler.is_compiling()
