@@ -16,7 +16,7 @@ from .cases import activation_cases, copy_bandwidth, run_cases
 from .compile_cost import compile_cost
 from .machine import machine_info
 from .memory import memory_table
-from .modules import SIZES, module_table
+from .modules import SIZES, calls_note, module_table
 from .opcount import flop_table
 from .output import text_table, write_csv
 from .overhead import breakdown, breakdown_at_ref
@@ -124,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         _print(f"layers by size ({args.small_threads} thread(s)), µs per call", results["modules"],
                ["activation", "params", "direction", "elements", "median_us", "ratio_to_gelu",
                 "ratio_to_prelu"])
+        info["apalu_calls"] = calls_note()
+        print(f"# {info['apalu_calls']}")
     if "steps" not in skip:
         with threads(args.small_threads):
             done("steps", mlp_step_table(args.batch, args.repeats, args.warmup, device))
         _print(f"one training step, MLP 3x32, Adam, batch {args.batch}", results["steps"],
-               ["activation", "params", "median_ms", "iqr_ms", "ratio_to_relu"])
+               ["activation", "params", "median_ms", "iqr_ms", "ratio_to_relu", "update_ms",
+                "param_tensors"])
     if "e2e" not in skip:
         reps = args.e2e_repeats or args.repeats
         done("e2e", e2e_table(args.batch, reps, args.warmup, device, compile))

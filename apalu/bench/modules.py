@@ -18,7 +18,22 @@ from torch import nn
 from .. import _ext
 from .timing import ratio_summary, time_rounds
 
-__all__ = ["CHANNELS", "MODULES", "SIZES", "module_table"]
+__all__ = ["CALLS_NOTE", "CHANNELS", "MODULES", "SIZES", "calls_note", "module_table"]
+
+# How each side is called, printed with the table (the rule: name what only one side gets).
+CALLS_NOTE = ("how the layers are called: the built-in layers reach their ATen kernels through "
+              "torch's C++ argument parser; APALU (CPU float32, eager) reaches its operator "
+              "apalu::apalu through its extension's eager entry, a pybind function calling the "
+              "dispatcher (apalu._ext.eager_entry), so neither side pays the Python torch.ops "
+              "wrapper. Both skip autograd under inference_mode; no allocation advice for any "
+              "side in these rows.")
+
+
+def calls_note() -> str:
+    """:data:`CALLS_NOTE`, or why APALU takes its general path here (no kernel)."""
+    if _ext.eager_entry() is None and not _ext.available():
+        return f"how the layers are called: APALU without its C++ kernel ({_ext.status()})"
+    return CALLS_NOTE
 
 CHANNELS = 32
 SIZES = (2**11, 2**14, 2**17, 2**20, 2**22, 2**24)  # 2k, 16k, 128k, 1M, 4M, 16M elements

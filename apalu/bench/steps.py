@@ -39,13 +39,18 @@ def mlp_step_table(batch: int, repeats: int, warmup: int, device: torch.device,
                    inner: int = 10) -> list[dict]:
     """One Adam step (forward, cross-entropy, backward, update) of :class:`apalu.lab.models.MLP`
     at :data:`MLP_SHAPE` for ReLU, PReLU and APALU (scalar and per-channel), eager; the ratio is
-    to ReLU. ``inner`` steps per timed sample (one step takes well under a millisecond)."""
+    to ReLU. ``inner`` steps per timed sample (one step takes well under a millisecond).
+
+    The Adam update alone (``opt.step()`` on the gradients in place) is timed in the same rounds
+    (``update_ms``), with the number of parameter tensors it loops over (``param_tensors``): on a
+    CPU, Adam's default single-tensor loop costs per tensor, and APALU has two per layer (a, b)
+    where PReLU has one."""
     from ..lab.models import MLP
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, MLP_SHAPE["in_features"], generator=gen).to(device)
     y = torch.randint(0, MLP_SHAPE["out_features"], (batch,), generator=gen).to(device)
-    steps = {}
+    steps, updates, tensors = {}, {}, {}
     for act, pc in MLP_VARIANTS:
         torch.manual_seed(0)
         model = MLP(MLP_SHAPE["in_features"], MLP_SHAPE["out_features"], width=MLP_SHAPE["width"],
@@ -58,10 +63,17 @@ def mlp_step_table(batch: int, repeats: int, warmup: int, device: torch.device,
             opt.step()
 
         steps[("eager", act, pc)] = step
-    times = time_rounds({str(k): v for k, v in steps.items()}, repeats, warmup, device, inner)
+        updates[("eager", act, pc)] = opt.step
+        tensors[("eager", act, pc)] = len(list(model.parameters()))
+    fns = {str(k): v for k, v in steps.items()} | {f"update {k}": v for k, v in updates.items()}
+    times = time_rounds(fns, repeats, warmup, device, inner)
     shape = f"{MLP_SHAPE['depth']}x{MLP_SHAPE['width']}"
-    return _rows(steps, times, lambda k: ("eager", "relu", False),
+    rows = _rows(steps, times, lambda k: ("eager", "relu", False),
                  {"model": f"MLP {shape}", "optimizer": "Adam", "batch": batch, "device": device.type})
+    for row, key in zip(rows, steps):
+        row["update_ms"] = ratio_summary(times[f"update {key}"], times[f"update {key}"])["median_ms"]
+        row["param_tensors"] = tensors[key]
+    return rows
 
 
 def _cnn(activation: str, per_channel: bool, device, act_kwargs=None):

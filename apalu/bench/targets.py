@@ -82,6 +82,16 @@ def _steps(out: _Lines, steps: list[dict]) -> None:
                       apalu["median_ms"] / prelu["median_ms"], TARGETS["mlp_step_vs_prelu"])
         if ("prelu", params) in s:
             out.report("training step", f"{label}: PReLU / ReLU", s[("prelu", params)]["ratio_to_relu"])
+        if prelu and apalu.get("update_ms") and prelu.get("update_ms"):
+            # where the step's time goes: Adam's update loops over parameter tensors
+            note = (f"reported: parameter tensors APALU {apalu['param_tensors']}, "
+                    f"PReLU {prelu['param_tensors']}")
+            out.report("training step", f"{label}: Adam update alone, APALU / PReLU",
+                       apalu["update_ms"] / prelu["update_ms"], note)
+            rest = [r["median_ms"] - r["update_ms"] for r in (apalu, prelu)]
+            if rest[1] > 0:
+                out.report("training step", f"{label}: step without the update, APALU / PReLU",
+                           rest[0] / rest[1])
 
 
 def _cnn(out: _Lines, e2e: list[dict]) -> None:

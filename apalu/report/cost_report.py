@@ -78,7 +78,8 @@ def small_table(folder: Path | str, device: str) -> pd.DataFrame:
 
 
 def steps_table(folder: Path | str, device: str) -> pd.DataFrame:
-    """The MLP and CNN training steps: ms per step and the ratio to ReLU."""
+    """The MLP and CNN training steps: ms per step and the ratio to ReLU (and, where the run
+    timed it, the MLP's Adam update alone and the number of parameter tensors it updates)."""
     parts = []
     for part in ("steps", "e2e"):
         path = Path(folder) / f"{part}_{device}.csv"
@@ -88,8 +89,10 @@ def steps_table(folder: Path | str, device: str) -> pd.DataFrame:
     if not parts:
         raise FileNotFoundError(f"no steps_{device}.csv or e2e_{device}.csv in {folder}")
     df = pd.concat(parts, ignore_index=True)
+    # the MLP rows of newer runs also time Adam's update alone, with its parameter tensors
+    extra = [c for c in ("update_ms", "param_tensors") if c in df.columns]
     return df[["model", "optimizer", "mode", "activation", "params", "median_ms", "iqr_ms",
-               "ratio_to_relu"]]
+               "ratio_to_relu", *extra]]
 
 
 def overhead_table(folder: Path | str, device: str) -> pd.DataFrame:

@@ -95,6 +95,10 @@ def test_mlp_step_table_has_relu_prelu_apalu():
     assert keyed[("relu", "none")]["ratio_to_relu"] == 1.0
     assert {("prelu", "scalar"), ("apalu", "scalar"), ("apalu", "per-channel")} <= set(keyed)
     assert all(r["optimizer"] == "Adam" and r["model"] == "MLP 3x32" for r in rows)
+    # four Linear layers (weight, bias); PReLU adds one tensor per activation, APALU two
+    tensors = {k: r["param_tensors"] for k, r in keyed.items()}
+    assert (tensors[("relu", "none")], tensors[("prelu", "scalar")], tensors[("apalu", "scalar")]) == (8, 11, 14)
+    assert all(0 < r["update_ms"] for r in rows)
 
 
 @pytest.mark.parametrize("module", ["apalu", "prelu"])
@@ -142,3 +146,13 @@ def test_case_has_no_unused_extra_field():
     from dataclasses import fields
 
     assert [f.name for f in fields(bench.Case)] == ["name", "impl", "params", "make", "compiled", "context"]
+
+
+def test_the_bench_names_how_apalu_is_called(monkeypatch):
+    from apalu import _ext
+    from apalu.bench import modules
+
+    if _ext.available():
+        assert modules.calls_note() == modules.CALLS_NOTE and "eager entry" in modules.CALLS_NOTE
+    monkeypatch.setattr(_ext, "_STATE", {"tried": True, "module": None, "error": "no compiler"})
+    assert "without its C++ kernel" in modules.calls_note()

@@ -65,6 +65,15 @@ def test_training_step_lines():
     assert lines["MLP 3x32 step (batch 64, Adam), scalar: APALU / ReLU"]["verdict"] == "met"
     assert lines["MLP 3x32 step (batch 64, Adam), scalar: APALU / PReLU"]["verdict"] == "not met"
     assert lines["CNN step (SGD), compiled, scalar: APALU / ReLU"]["verdict"] == "not met"
+    assert not any("update" in k for k in lines)  # rows without the update timing: no breakdown
+    for r, (ms, n) in zip(steps, ((0.4, 8), (0.5, 11), (0.6, 14))):
+        r.update(update_ms=ms, param_tensors=n)
+    lines = _lines(steps=steps)
+    update = lines["MLP 3x32 step (batch 64, Adam), scalar: Adam update alone, APALU / PReLU"]
+    assert update["value"] == pytest.approx(1.2) and update["verdict"] == ""
+    assert "APALU 14, PReLU 11" in update["target"]
+    rest = lines["MLP 3x32 step (batch 64, Adam), scalar: step without the update, APALU / PReLU"]
+    assert rest["value"] == pytest.approx(0.65 / 0.7) and rest["verdict"] == ""
 
 
 def test_memory_line_with_slack():
