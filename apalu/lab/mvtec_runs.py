@@ -52,7 +52,7 @@ def not_run_evidence(how: str, mvtec_path: str, alexnet_weights, vgg16_weights) 
 def describe_scale(categories: list[str], seeds: list[int], differnet: DifferNetConfig, kd: KDConfig) -> str:
     """The runs' size in words, for the record's ``scale``."""
     f, k = differnet, kd
-    return (f"DifferNet ({f.image_size} px, {f.scales} scales, {f.blocks} coupling blocks of width {f.hidden}, "
+    return (f"DifferNet ({f.image_size} px, {f.scales} scale{'s' * (f.scales != 1)}, {f.blocks} coupling blocks of width {f.hidden}, "
             f"{f.epochs} epochs, {f.n_transforms}/{f.n_transforms_test} train/test rotations) and KD "
             f"({k.image_size} px, {k.epochs} epochs, lambda {k.lamda:g}) on MVTec AD {', '.join(categories)}, "
             f"{len(seeds)} seeds, the papers' optimisers for every arm")

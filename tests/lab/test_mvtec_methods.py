@@ -6,6 +6,12 @@ Everything runs on a tiny MVTec category made here and on random backbone weight
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +26,7 @@ from apalu.lab.kd import Cloner, KDConfig, run_kd
 from apalu.lab.mvtec_runs import mvtec_claim, mvtec_runs, not_run_evidence
 from apalu.lab.training import seed_everything
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY_DIFFERNET = DifferNetConfig(image_size=64, scales=1, blocks=2, hidden=16, epochs=2, batch_size=8,
                                  n_transforms=2, n_transforms_test=2)
 TINY_KD = KDConfig(image_size=32, epochs=2, batch_size=8)
@@ -27,6 +34,15 @@ TINY_KD = KDConfig(image_size=32, epochs=2, batch_size=8)
 # torchvision's names and shapes (torchvision.models.alexnet / vgg16, features only)
 ALEXNET = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3), 8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a loaded 2-core machine, more only contend (tiny tensors)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +197,32 @@ def test_not_run_evidence_gives_the_command():
     text = not_run_evidence("papermill notebooks/exp_paper.ipynb out.ipynb", "", None, None)
     assert ("-p mvtec_path <folder> -p alexnet_weights <file> -p vgg16_weights <file>" in text
             and "not given: mvtec_path, alexnet_weights, vgg16_weights" in text)
+
+
+def test_the_notebook_decides_exp_mvtec_from_the_weights_and_the_data(mvtec, weights, tmp_path):
+    """papermill at tiny sizes on the fixture: the exp-mvtec row comes from DifferNet and KD
+    (written to the run's own ledger folder; nothing tracked changes)."""
+    import yaml
+
+    params = {"seeds": [0, 1], "cls_activations": ["apalu", "relu"], "cls_n_train": 100, "cls_lrs": [0.003],
+              "oc_classes": [0, 1], "oc_seeds": [0], "oc_epochs": 1, "oc_n_test": 50, "oc_n_val": 20,
+              "reg_epochs": 1, "gru_epochs": 1, "reg_lrs": [0.01], "cifar_epochs": 1, "device": "cpu",
+              "mvtec_path": str(mvtec), "alexnet_weights": str(weights["alexnet"]),
+              "vgg16_weights": str(weights["vgg16"]), "output_dir": str(tmp_path / "out"),
+              "differnet_sizes": {k: getattr(TINY_DIFFERNET, k) for k in ("image_size", "scales", "blocks",
+                                                                           "hidden", "epochs", "n_transforms",
+                                                                           "n_transforms_test")},
+              "kd_sizes": {"image_size": TINY_KD.image_size, "epochs": TINY_KD.epochs}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ledger = sorted((ROOT / "data" / "ledger").glob("*.json"))
+    before = {p: p.read_bytes() for p in ledger}
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "exp_paper.ipynb"),
+                          str(tmp_path / "out.ipynb"), "-k", "python3", "--cwd", str(ROOT / "notebooks"),
+                          "--no-progress-bar", "-f", str(tmp_path / "params.yaml")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "ledger" / "exp-mvtec.json").read_text())
+    assert record["verdict"] == "incomplete (2 of 10 seeds)" and record["n_seeds"] == 2
+    assert record["primary"].startswith("APALU − ReLU, test AUROC") and "KD (32 px" in record["evidence"]
+    assert {p: p.read_bytes() for p in ledger} == before
