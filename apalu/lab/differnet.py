@@ -9,8 +9,9 @@ z = f(y) and is trained on normal images only by maximum likelihood under z ~ N(
     loss = mean over the batch of ( ||z||² / 2 − log |det ∂z/∂y| ) / D,
 
 with the soft clamp s → clamp · 0.636 · atan(s / clamp) on every log-scale. The coupling
-subnetworks are Linear(d, hidden) → activation → Linear(hidden, 2·d'): the **activation under
-test**, built by the lab's activation factory as in :mod:`apalu.lab.cifar`, so for one seed
+subnetworks are FrEIA's fully connected ones as DifferNet uses them: Linear(d, hidden) → act →
+Linear(hidden, hidden) → act → Linear(hidden, hidden) → act → Linear(hidden, 2·d'), each
+``act`` the **activation under test**, built by the lab's activation factory as in :mod:`apalu.lab.cifar`, so for one seed
 every other weight (and the permutations) is the same in every arm. The anomaly score of a
 test image is the mean of z² over the dimensions, averaged over ``n_transforms_test`` random
 rotations of the image; the metric is the test AUROC.
@@ -144,8 +145,7 @@ def differnet_features(net: nn.Module, images: torch.Tensor, cfg: DifferNetConfi
                 xt = imagenet_normalize(_rotate(x, a[:, t]) if cfg.rotate else x)
                 per_scale = []
                 for k in range(cfg.scales):
-                    xs = xt if k == 0 else F.interpolate(xt, scale_factor=0.5 ** k, mode="bilinear",
-                                                         align_corners=False)
+                    xs = xt if k == 0 else F.interpolate(xt, size=xt.shape[-1] // 2 ** k)  # nearest, as DifferNet
                     per_scale.append(F.adaptive_avg_pool2d(net(xs), 1).flatten(1))
                 per_t.append(torch.cat(per_scale, 1))
             out.append(torch.stack(per_t, 1).cpu())
@@ -155,14 +155,20 @@ def differnet_features(net: nn.Module, images: torch.Tensor, cfg: DifferNetConfi
 # ------------------------------------------------------------------ the flow
 
 
+def _subnet(d_in: int, hidden: int, d_out: int, act: _ActFactory) -> nn.Sequential:
+    """FrEIA's ``F_fully_connected`` (DifferNet's coupling subnetwork): three hidden layers."""
+    return nn.Sequential(nn.Linear(d_in, hidden), act(hidden), nn.Linear(hidden, hidden), act(hidden),
+                         nn.Linear(hidden, hidden), act(hidden), nn.Linear(hidden, d_out))
+
+
 class _Coupling(nn.Module):
     """Glow affine coupling on both halves: y1 = x1·e^{s(x2)} + t(x2), y2 = x2·e^{s(y1)} + t(y1)."""
 
     def __init__(self, dim: int, hidden: int, act: _ActFactory, clamp: float) -> None:
         super().__init__()
         self.d1, self.d2, self.clamp = dim // 2, dim - dim // 2, clamp
-        self.from2 = nn.Sequential(nn.Linear(self.d2, hidden), act(hidden), nn.Linear(hidden, 2 * self.d1))
-        self.from1 = nn.Sequential(nn.Linear(self.d1, hidden), act(hidden), nn.Linear(hidden, 2 * self.d2))
+        self.from2 = _subnet(self.d2, hidden, 2 * self.d1, act)
+        self.from1 = _subnet(self.d1, hidden, 2 * self.d2, act)
 
     def _log_scale(self, s: torch.Tensor) -> torch.Tensor:
         return self.clamp * 0.636 * torch.atan(s / self.clamp)

@@ -10,7 +10,8 @@ the cloner's maps at layer l, flattened:
 
 The cloner is trained on normal images to minimise the batch mean; the anomaly score of a test
 image is its own loss, and the metric is the test AUROC. The cloner follows the KD authors'
-configuration "S": 3×3 convolutions (padding 1, with bias, no batch norm) with channels
+configuration "S": 3×3 convolutions (padding 1, with bias, Xavier-uniform weights, no batch
+norm) with channels
 16, 16, M, 16, 128, M, 16, 16, 256, M, 16, 16, 512, M, 16, 16, 512, M ("M" = 2×2 max-pool),
 so its 4th, 7th, 10th and 13th activations have the teacher's shapes at the four layers. Every
 activation of the cloner is the **activation under test**, built by the lab's activation
@@ -84,7 +85,9 @@ class Cloner(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), act(v)]
+                conv = nn.Conv2d(c, v, 3, padding=1)
+                nn.init.xavier_uniform_(conv.weight)  # as the KD authors' cloner
+                layers += [conv, act(v)]
                 c = v
         self.features = nn.Sequential(*layers)
         acts = [i for i, m in enumerate(layers) if not isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
