@@ -105,11 +105,13 @@ def config_from(cls, overrides: dict, parameter: str):
 
 @dataclass(frozen=True)
 class MethodResult:
-    """One trained model's test AUROC, its per-epoch training loss and the test scores."""
+    """One trained model's test AUROC, its per-epoch training loss, the test scores, and its
+    training objective on held-out normal images (``val_loss``; NaN when none were given)."""
 
     auc: float
     losses: list[float]
     scores: np.ndarray
+    val_loss: float = math.nan
 
 
 # ------------------------------------------------------------------ features
@@ -209,11 +211,19 @@ class Flow(nn.Module):
 # ------------------------------------------------------------------ training and scoring
 
 
+def _nll(flow: Flow, x: torch.Tensor) -> torch.Tensor:
+    """DifferNet's loss: mean over samples of (||z||²/2 − log|det|), divided by the dimension."""
+    z, log_det = flow(x)
+    return torch.mean(0.5 * (z ** 2).sum(1) - log_det) / x.shape[1]
+
+
 def train_differnet(train_features: torch.Tensor, test_features: torch.Tensor, y_test, activation: str,
                     seed: int, cfg: DifferNetConfig = DifferNetConfig(), device: str = "cpu",
-                    act_kwargs: dict | None = None) -> MethodResult:
+                    act_kwargs: dict | None = None, val_features: torch.Tensor | None = None) -> MethodResult:
     """Train a flow on ``train_features`` (N, T, D) (every transformation a sample) and score
-    ``test_features`` (M, T', D); the AUROC against ``y_test`` (1 = defect)."""
+    ``test_features`` (M, T', D); the AUROC against ``y_test`` (1 = defect). With
+    ``val_features`` (held-out normal images, (V, T'', D)) also their mean loss (to tune the
+    learning rate per arm)."""
     seed_everything(seed)
     dim = train_features.shape[-1]
     flow = Flow(dim, activation, cfg.blocks, cfg.hidden, cfg.clamp, **(act_kwargs or {})).to(device)
@@ -225,8 +235,7 @@ def train_differnet(train_features: torch.Tensor, test_features: torch.Tensor, y
         flow.train()
         total, n = 0.0, 0
         for idx in torch.randperm(len(x), generator=order).split(cfg.batch_size):
-            z, log_det = flow(x[idx].to(device))
-            loss = torch.mean(0.5 * (z ** 2).sum(1) - log_det) / dim
+            loss = _nll(flow, x[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -239,7 +248,8 @@ def train_differnet(train_features: torch.Tensor, test_features: torch.Tensor, y
         m, t, _ = test_features.shape
         z, _ = flow(test_features.reshape(-1, dim).to(device))
         scores = (z ** 2).mean(1).reshape(m, t).mean(1).cpu().numpy()
-    return MethodResult(anomaly_auroc(y_test, scores), losses, scores)
+        val = math.nan if val_features is None else float(_nll(flow, val_features.reshape(-1, dim).to(device)))
+    return MethodResult(anomaly_auroc(y_test, scores), losses, scores, val)
 
 
 def run_differnet(ds, alexnet: nn.Module, activation: str, seed: int, cfg: DifferNetConfig = DifferNetConfig(),

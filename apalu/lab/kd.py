@@ -123,9 +123,12 @@ def teacher_targets(vgg16: nn.Module, images: torch.Tensor, batch_size: int = 32
 
 def train_kd(train_images: torch.Tensor, train_targets: list[torch.Tensor], test_images: torch.Tensor,
              test_targets: list[torch.Tensor], y_test, activation: str, seed: int, cfg: KDConfig = KDConfig(),
-             device: str = "cpu", act_kwargs: dict | None = None) -> MethodResult:
+             device: str = "cpu", act_kwargs: dict | None = None, val_images: torch.Tensor | None = None,
+             val_targets: list[torch.Tensor] | None = None) -> MethodResult:
     """Train a cloner on the normal ``train_images`` (ImageNet-normalised inside) to match
-    ``train_targets``; score the test images by their loss; the AUROC against ``y_test``."""
+    ``train_targets``; score the test images by their loss; the AUROC against ``y_test``. With
+    ``val_images`` and ``val_targets`` (held-out normal images) also their mean loss (to tune
+    the learning rate per arm)."""
     seed_everything(seed)
     cloner = Cloner(activation, **(act_kwargs or {})).to(device)
     opt = torch.optim.Adam(cloner.parameters(), lr=cfg.lr)
@@ -146,15 +149,21 @@ def train_kd(train_images: torch.Tensor, train_targets: list[torch.Tensor], test
         if not math.isfinite(losses[-1]):
             break  # diverged: the score is NaN and the pair incomplete
     cloner.eval()
-    x_test = imagenet_normalize(test_images)
-    scores = []
+    scores = _scores(cloner, test_images, test_targets, cfg, device).numpy()
+    val = math.nan if val_images is None else float(_scores(cloner, val_images, val_targets, cfg, device).mean())
+    return MethodResult(anomaly_auroc(y_test, scores), losses, scores, val)
+
+
+def _scores(cloner: Cloner, images: torch.Tensor, targets: list[torch.Tensor], cfg: KDConfig,
+            device: str) -> torch.Tensor:
+    """Each image's loss (N,), in batches, without gradients."""
+    x = imagenet_normalize(images)
+    out = []
     with torch.no_grad():
-        for i in range(0, len(x_test), cfg.batch_size):
+        for i in range(0, len(x), cfg.batch_size):
             sl = slice(i, i + cfg.batch_size)
-            scores.append(kd_loss(cloner(x_test[sl].to(device)), [t[sl].to(device) for t in test_targets],
-                                  cfg.lamda).cpu())
-    scores = torch.cat(scores).numpy()
-    return MethodResult(anomaly_auroc(y_test, scores), losses, scores)
+            out.append(kd_loss(cloner(x[sl].to(device)), [t[sl].to(device) for t in targets], cfg.lamda).cpu())
+    return torch.cat(out)
 
 
 def run_kd(ds, vgg16: nn.Module, activation: str, seed: int, cfg: KDConfig = KDConfig(),

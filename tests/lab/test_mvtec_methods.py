@@ -145,7 +145,13 @@ def test_arms_are_paired_identical_non_activation_weights(build):
 
 def test_both_methods_run_end_to_end_and_the_claim_is_decided(mvtec, weights):
     runs = mvtec_runs(str(mvtec), ["bottle"], [0, 1], alexnet_weights=str(weights["alexnet"]),
-                      vgg16_weights=str(weights["vgg16"]), differnet=TINY_DIFFERNET, kd=TINY_KD)
+                      vgg16_weights=str(weights["vgg16"]), differnet=TINY_DIFFERNET, kd=TINY_KD,
+                      lr_factors=(0.5, 2.0))
+    tuning = runs[runs.metric == "val_loss"]  # per arm and method, on seed 2 (no test seed)
+    assert len(tuning) == 2 * 2 * 2 and set(tuning.seed) == {2} and tuning["value"].notna().all()
+    for (method, act), g in tuning.groupby(["method", "activation"]):
+        chosen = runs[(runs.metric == "test_auc") & (runs.method == method) & (runs.activation == act)]["lr"]
+        assert set(chosen) == {g.loc[g["value"].idxmin(), "lr"]}
     auc = runs[runs.metric == "test_auc"]
     assert len(auc) == 2 * 2 * 2 and set(auc.method) == {"differnet", "kd"} and set(auc.activation) == {"apalu", "relu"}
     assert auc["value"].between(0, 1).all()
@@ -155,6 +161,12 @@ def test_both_methods_run_end_to_end_and_the_claim_is_decided(mvtec, weights):
     assert d.verdict == "incomplete (2 of 10 seeds)" and d.primary.n == 2
     assert [c.baseline for c in per_method] == ["relu (differnet)", "relu (kd)"]
     assert "DifferNet" in evidence and "KD" in evidence and "Holm across the two" in evidence
+
+
+def test_tuning_never_uses_a_test_seed(weights):
+    with pytest.raises(ValueError, match="tune_seed 1 is one of the test seeds"):
+        mvtec_runs("unused", ["bottle"], [0, 1], alexnet_weights=str(weights["alexnet"]),
+                   vgg16_weights=str(weights["vgg16"]), lr_factors=(0.5, 2.0), tune_seed=1)
 
 
 def test_single_method_drivers_take_a_dataset(mvtec, weights):
