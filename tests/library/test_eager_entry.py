@@ -192,3 +192,38 @@ def test_compiled_module_does_not_call_the_entry(counted):
     compiled = torch.compile(m, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x).double(), _reference(m, x, g)[0], rtol=2e-5, atol=2e-5)
     assert counted["tensor"] == 0
+
+
+def test_parameters_moved_out_by_parametrize_are_found(counted):
+    """The module reads a_raw, b_raw from _parameters (fast) and falls back to attributes."""
+    from torch.nn.utils import parametrize
+
+    class Halve(torch.nn.Module):
+        def forward(self, raw):
+            return raw / 2
+
+    m = _module(5)
+    x, g = _input((4, 5))
+    want_raw = m.a_raw.detach() / 2
+    parametrize.register_parametrization(m, "a_raw", Halve())
+    assert "a_raw" not in m._parameters
+    torch.testing.assert_close(m.a_raw, want_raw)
+    torch.testing.assert_close(m(x).double(), _reference(m, x, g)[0], rtol=2e-5, atol=2e-5)
+    assert counted["tensor"] == 1
+
+
+def test_functional_call_reaches_the_entry_with_its_tensors(counted):
+    m = _module(3)
+    x, g = _input((4, 3))
+    a = torch.full((3,), 0.3, requires_grad=True)
+    b = torch.full((3,), -0.2, requires_grad=True)
+    y = torch.func.functional_call(m, {"a_raw": a, "b_raw": b}, (x,))
+    y.backward(g)
+    assert counted["tensor"] == 1
+    ref = APALU(3)
+    with torch.no_grad():
+        ref.a_raw.copy_(a)
+        ref.b_raw.copy_(b)
+    want = _reference(ref, x, g)
+    torch.testing.assert_close(y.detach().double(), want[0], rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(a.grad.double(), want[2], rtol=2e-5, atol=2e-5)
