@@ -646,6 +646,10 @@ def apalu_raw(x: Tensor, a_raw: Tensor, b_raw: Tensor, *, softplus: bool, floor:
 
     On the C++ kernel this is one operator call: the softplus is applied inside it and its
     gradient chained there, so a module's forward and backward never pass through Python.
+    Eagerly, on plain CPU float32 tensors, the operator is called from C++ through the
+    extension's eager entry (:func:`apalu._ext.eager_entry`), without the ``torch.ops`` wrapper
+    and :func:`choose_backend`; everything else (other dtypes and devices, ``torch.compile``,
+    ``torch.export``, ``torch.func``, traces, ``APALU_CPU_KERNEL=0``) takes the general path.
     """
     # The eager entry: the kernel's operator called from C++ (no torch.ops wrapper, no
     # choose_backend); it answers None for anything but plain CPU float32 tensors outside
