@@ -152,16 +152,17 @@ def main(argv: list[str] | None = None) -> int:
                results["compile"], ["cache", "params", "first_call_s", "second_call_s"])
     if "overhead" not in skip and device.type == "cpu":
         with threads(args.small_threads):
-            rows = [{**r, "version": "this tree"} for m in ("apalu", "prelu")
-                    for r in breakdown(m, repeats=args.repeats)]
+            rows = [{**r, "version": "this tree"} for d in ("forward+backward", "forward")
+                    for m in ("apalu", "prelu") for r in breakdown(m, repeats=args.repeats, direction=d)]
             if args.overhead_before:
                 repo = Path(__file__).resolve().parents[2]
                 rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.overhead_before],
                                      capture_output=True, text=True).stdout.strip() or args.overhead_before
                 rows = breakdown_at_ref(rev, repo, repeats=args.repeats) + rows
         done("overhead", rows)
-        _print("per-call overhead of a 64x32 layer, forward+backward (µs, torch.profiler)", rows,
-               ["version", "module", "component", "us_per_call_estimated", "share", "unprofiled_us_per_call"])
+        _print("per-call overhead of a 64x32 layer (µs, torch.profiler; forward under inference_mode)",
+               rows, ["version", "module", "direction", "component", "us_per_call_estimated", "share",
+                      "unprofiled_us_per_call"])
     done("targets", judge(results, tag))
     _print("targets", results["targets"], ["group", "ratio", "measured", "target", "verdict"])
     info["loadavg_after"] = list(os.getloadavg())

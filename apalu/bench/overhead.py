@@ -1,7 +1,8 @@
 """Where the time of one small APALU call goes: Python, dispatch, softplus, kernel.
 
-:func:`breakdown` profiles ``module(x).backward(g)`` on a 64 × 32 input with
-:mod:`torch.profiler` and sorts each operator's *self* time into
+:func:`breakdown` profiles ``module(x).backward(g)`` (or the forward alone under
+``torch.inference_mode``) on a 64 × 32 input with :mod:`torch.profiler` and sorts each
+operator's *self* time into
 
 * **softplus**: the parameters' constraint, ``softplus(ρ) + 1e-6``, forward and backward;
 * **kernel**: the elementwise work on the input (the C++ kernel's ``apalu::`` ops, or any ATen
@@ -67,19 +68,33 @@ def _numel(shape: list) -> int:
     return n
 
 
-def breakdown(module_name: str = "apalu", calls: int = 300, repeats: int = 15) -> list[dict]:
-    """Microseconds per forward+backward call of ``module_name`` ("apalu" or "prelu"), per
-    component, with the unprofiled median per call (``repeats`` samples of ``calls`` calls)."""
+DIRECTIONS = ("forward+backward", "forward")
+
+
+def breakdown(module_name: str = "apalu", calls: int = 300, repeats: int = 15,
+              direction: str = "forward+backward") -> list[dict]:
+    """Microseconds per call of ``module_name`` ("apalu" or "prelu"), per component, with the
+    unprofiled median per call (``repeats`` samples of ``calls`` calls). ``direction``:
+    "forward+backward" (gradients of the input and the parameters) or "forward" (under
+    ``torch.inference_mode``)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; known: {', '.join(DIRECTIONS)}")
     torch.manual_seed(0)
     m = _module(module_name)
-    x = torch.randn(SHAPE, requires_grad=True)
+    x = torch.randn(SHAPE, requires_grad=direction != "forward")
     g = torch.randn(SHAPE)
     params = [x, *m.parameters()]
 
-    def call():
+    def fwdbwd():
         for p in params:
             p.grad = None
         m(x).backward(g)
+
+    def fwd():
+        with torch.inference_mode():
+            m(x)
+
+    call = fwd if direction == "forward" else fwdbwd
 
     for _ in range(50):
         call()
@@ -103,7 +118,7 @@ def breakdown(module_name: str = "apalu", calls: int = 300, repeats: int = 15) -
     per["Python"] = max(0.0, wall * 1e6 - ops)
     profiled = wall * 1e6 / calls
     unprofiled = statistics.median(samples) * 1e6
-    return [{"module": module_name, "component": c, "us_per_call_profiled": per[c] / calls,
+    return [{"module": module_name, "direction": direction, "component": c, "us_per_call_profiled": per[c] / calls,
              "share": per[c] / calls / profiled, "us_per_call_estimated": per[c] / calls / profiled * unprofiled,
              "unprofiled_us_per_call": unprofiled, "profiled_us_per_call": profiled,
              "shape": "x".join(map(str, SHAPE)), "threads": torch.get_num_threads(),
@@ -144,5 +159,5 @@ if __name__ == "__main__":  # run against whichever apalu is first on sys.path
     torch.set_num_threads(a.threads)
     import apalu
 
-    rows = breakdown("apalu", a.calls, a.repeats)
+    rows = [r for d in DIRECTIONS for r in breakdown("apalu", a.calls, a.repeats, d)]
     print(json.dumps([{**r, "apalu_path": str(Path(apalu.__file__).parent)} for r in rows]))

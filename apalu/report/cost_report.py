@@ -96,13 +96,17 @@ def steps_table(folder: Path | str, device: str) -> pd.DataFrame:
 
 
 def overhead_table(folder: Path | str, device: str) -> pd.DataFrame:
-    """µs per 64 × 32 forward+backward call by component (estimated: profiled shares of the
-    unprofiled time), per version (the git revision before, this tree) and module."""
+    """µs per 64 × 32 call by component (estimated: profiled shares of the unprofiled time), per
+    version (the git revision before, this tree), module and direction (forward+backward, and
+    the forward under inference_mode where the run measured it)."""
     df = load(folder, "overhead", device, ("version", "module", "component", "us_per_call_estimated",
                                            "unprofiled_us_per_call"))
-    wide = df.pivot_table(index=["version", "module"], columns="component",
-                          values="us_per_call_estimated", sort=False)
-    total = df.groupby(["version", "module"], sort=False)["unprofiled_us_per_call"].first()
+    if "direction" not in df.columns:  # runs before the forward-only breakdown
+        df = df.assign(direction="forward+backward")
+    keys = ["version", "module", "direction"]
+    wide = df.pivot_table(index=keys, columns="component", values="us_per_call_estimated",
+                          sort=False)
+    total = df.groupby(keys, sort=False)["unprofiled_us_per_call"].first()
     wide["total (unprofiled)"] = total
     return wide.reset_index()
 

@@ -101,9 +101,11 @@ def test_mlp_step_table_has_relu_prelu_apalu():
     assert all(0 < r["update_ms"] for r in rows)
 
 
+@pytest.mark.parametrize("direction", ["forward+backward", "forward"])
 @pytest.mark.parametrize("module", ["apalu", "prelu"])
-def test_overhead_breakdown_components_add_up(module):
-    rows = {r["component"]: r for r in bench.breakdown(module, calls=5, repeats=2)}
+def test_overhead_breakdown_components_add_up(module, direction):
+    rows = {r["component"]: r for r in bench.breakdown(module, calls=5, repeats=2, direction=direction)}
+    assert {r["direction"] for r in rows.values()} == {direction}
     assert list(rows) == ["Python", "dispatch", "softplus", "kernel"]
     assert sum(r["share"] for r in rows.values()) == pytest.approx(1.0, rel=1e-6)
     assert rows["kernel"]["us_per_call_profiled"] > 0  # the elementwise work is found
@@ -156,3 +158,8 @@ def test_the_bench_names_how_apalu_is_called(monkeypatch):
         assert modules.calls_note() == modules.CALLS_NOTE and "eager entry" in modules.CALLS_NOTE
     monkeypatch.setattr(_ext, "_STATE", {"tried": True, "module": None, "error": "no compiler"})
     assert "without its C++ kernel" in modules.calls_note()
+
+
+def test_overhead_breakdown_refuses_an_unknown_direction():
+    with pytest.raises(ValueError, match="unknown direction 'backward'"):
+        bench.breakdown("apalu", calls=1, repeats=1, direction="backward")
