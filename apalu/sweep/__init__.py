@@ -24,7 +24,9 @@ after a crash or ``kill -9`` therefore completes the sweep with no run lost or d
 
 The package: :mod:`.spec` (the YAML spec and its validation), :mod:`.runs` (expansion, one run,
 its records), :mod:`.executors` (local pool, Slurm), :mod:`.collect` (the results table) and
-:mod:`.cli` (``apalu sweep`` / ``apalu collect``).
+:mod:`.cli` (``apalu sweep`` / ``apalu collect``); :mod:`.smoke` (a spec's ``smoke``
+overrides: the same spec and arms at tiny sizes on the CPU, ``apalu sweep SPEC --smoke``) and
+:mod:`.estimate` (GPU-minutes from step costs measured here, ``apalu sweep SPEC --estimate``).
 """
 
 from .spec import SpecError, SweepSpec, Run, load_spec, validate_spec, RESERVED

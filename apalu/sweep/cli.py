@@ -29,14 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", "-j", type=int, default=1, help="local executor: runs at a time (default 1)")
     s.add_argument("--dry-run", action="store_true", help="validate, print the runs (and, with "
                    "--executor slurm, the sbatch script); run nothing")
+    s.add_argument("--estimate", action="store_true", help="measure each training step of the "
+                   "spec on this CPU (time, operators, FLOPs) and print its GPU-minutes under the "
+                   "stated assumption (apalu.sweep.estimate); run nothing")
     s.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     s.add_argument("--yes", action="store_true", help="run a sweep beyond 1000 runs or 10000 "
                    "run-epochs (about twice the largest shipped spec; refused without it)")
     s.add_argument("--record", action="store_true", help="write into a sweep folder whose results "
                    "are committed to git (refused without it); for extending the book's "
                    "committed results on purpose, then committing them")
-    s.add_argument("--results-root", type=Path, default=None,
-                   help="where sweep folders go (default: <book root>/data/results)")
+    s.add_argument("--results-root", "--out", type=Path, default=None, dest="results_root",
+                   help="where sweep folders go (default: <book root>/data/results; with "
+                   "--smoke: <book root>/_build/smoke)")
+    s.add_argument("--smoke", action="store_true", help="run the spec's 'smoke' overrides "
+                   "instead: the same spec and arms at tiny sizes on the CPU, into "
+                   "<out>/<name>-smoke (never data/results); then `apalu collect` that folder")
     s.add_argument("--root", type=Path, default=None,
                    help="book root that notebook paths are relative to (default: the folder "
                    "above SPEC holding _toc.yml)")
@@ -74,11 +81,35 @@ def _sweep(args) -> int:
     except sw.SpecError as exc:
         print(f"apalu sweep: invalid spec: {exc}", file=sys.stderr)
         return 2
+    if args.smoke:
+        from .smoke import default_smoke_root, smoke_spec
+
+        committed = (spec.root / "data" / "results").resolve()
+        args.results_root = (args.results_root or default_smoke_root(spec.root)).resolve()
+        if args.record or committed in [args.results_root, *args.results_root.parents]:
+            print("apalu sweep: --smoke writes scratch results: not with --record, and not "
+                  f"under {committed}; give --out another folder", file=sys.stderr)
+            return 2
+        try:
+            spec = smoke_spec(spec, args.results_root / f"{spec.name}-smoke.data")
+        except (ValueError, sw.SpecError) as exc:
+            print(f"apalu sweep: {exc}", file=sys.stderr)
+            return 2
     overrides = {k: v for k, v in {"partition": args.partition, "gpus_per_node": args.gpus,
                                    "cpus_per_task": args.cpus, "timeout_min": args.time,
                                    "mem_gb": args.mem_gb,
                                    "array_parallelism": args.array_parallelism}.items()
                  if v is not None}
+    if args.estimate:
+        from .estimate import estimate_spec
+
+        est = estimate_spec(spec, measure_batch=4 if "cifar_models" in spec.param_info else None)
+        import pandas as pd
+
+        print(pd.DataFrame(est["rows"]).round(3).to_string(index=False))
+        print(f"sweep {spec.name}: {est['steps']:,} training steps; this CPU: "
+              f"{est['cpu_hours']:.1f} h; GPU: {est['gpu_minutes']:.1f} min ({est['assumption']})")
+        return 0
     if args.dry_run:
         runs = sw.expand(spec, args.results_root)
         varying = [k for k in (runs[0].parameters if runs else {})
@@ -109,6 +140,8 @@ def _sweep(args) -> int:
     except sw.SweepRefused as exc:
         print(f"apalu sweep: {exc}", file=sys.stderr)
         return 2
+    if args.smoke:
+        print(f"smoke results: apalu collect {spec.results_dir(args.results_root)}")
     return 0 if summary["failed"] == 0 and summary["pending"] == 0 else 1
 
 

@@ -17,7 +17,7 @@ from ..lab.notebook import _has_parameters_cell, notebook_parameters
 RESERVED = ("output_dir",)
 SPEC_KEYS = (
     "name", "description", "notebook", "fixed", "grid", "zip", "seeds", "seed_param",
-    "resources", "execution_timeout", "claims", "metrics", "value", "decide", "expect",
+    "resources", "execution_timeout", "claims", "metrics", "value", "decide", "expect", "smoke",
 )
 #: What a GPU spec states before it runs: the effect it can detect and what it costs.
 EXPECT_KEYS = {"mde": (int, float), "mde_unit": str, "mde_basis": str, "gpu_minutes": (int, float),
@@ -37,6 +37,8 @@ RESOURCE_KEYS = {
     "additional": ("slurm_additional_parameters", dict),
 }
 STAGING = ".staging"
+#: The parameter that lets a notebook run far beyond its defaults' work (apalu.lab.params.CONFIRM).
+LONG_RUN_CONFIRM = "confirm_long_run"
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -253,6 +255,8 @@ def _param_problems(where: str, pname: Any, value: Any, params: dict[str, dict])
     if not _json_ok(value):
         return [f"{where}.{pname}: {value!r} is not a plain YAML value "
                 "(string, number, bool, null, list, mapping)"]
+    if pname == LONG_RUN_CONFIRM:  # every book notebook accepts it (apalu.lab.params.CONFIRM)
+        return [] if isinstance(value, bool) else [f"{where}.{pname}: must be true or false"]
     if params and pname not in params:
         return [f"{where}.{pname}: the notebook's parameters cell does not define "
                 f"{pname!r} (it defines: {', '.join(params)})"]
@@ -455,6 +459,23 @@ def _check_expect(raw: dict) -> list[str]:
     return problems
 
 
+def _check_smoke(raw: dict, root: Path, params: dict[str, dict], seed_param: str | None,
+                 source: str) -> list[str]:
+    """``smoke``: its own rules (:func:`apalu.sweep.smoke.smoke_problems`), then the smoked
+    spec validated whole (generated datasets stand in as their placeholder paths)."""
+    from .smoke import _placeholders, apply_smoke, smoke_problems
+
+    problems = smoke_problems(raw, params)
+    if problems or "smoke" not in raw:
+        return problems
+    smoked = _placeholders(apply_smoke(raw, seed_param), lambda param, kind: f"<generated {kind}>")
+    try:
+        validate_spec(smoked, root=root, default_name=smoked["name"], source=source)
+    except SpecError as exc:
+        return [f"smoke: {p}" for p in exc.problems]
+    return []
+
+
 def _check_decide(raw: dict) -> list[str]:
     from .verdicts import check_decide
 
@@ -492,6 +513,8 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
                 + _check_expect(raw) + _check_decide(raw))
     if not problems and not (grid or zips or seeds):
         problems.append("grid: empty: the spec defines no grid, zip or seeds, so nothing varies")
+    if not problems:
+        problems += _check_smoke(raw, root, params, seed_param if seeds else None, source)
     if problems:
         raise SpecError(problems, source)
     spec = SweepSpec(
@@ -501,9 +524,29 @@ def validate_spec(raw: Any, root: Path, default_name: str = "sweep", source: str
         description=raw.get("description", "") or "", claims=list(raw.get("claims", []) or []),
         source=source, raw=copy.deepcopy(raw), param_info=params,
     )
-    duplicates = _duplicate_runs(spec)
-    if duplicates:
-        raise SpecError(duplicates, source)
+    problems = _duplicate_runs(spec) or _long_runs(spec)
+    if problems:
+        raise SpecError(problems, source)
     return spec
+
+
+def _long_runs(spec: "SweepSpec") -> list[str]:
+    """A run its notebook would refuse as far beyond its defaults' work (the notebook's
+    :func:`apalu.lab.params.check_notebook`) unless the spec sets ``confirm_long_run: true``:
+    said here, before the first run, not after a GPU job has started."""
+    from .runs import expand
+
+    try:
+        from ..lab.params import LONG_RUN_FACTOR, _estimated_cost, declared_parameters
+        defaults = declared_parameters(spec.notebook_path)
+    except (ImportError, ValueError, SyntaxError):
+        return []
+    for r in expand(spec):
+        cost = _estimated_cost(r.parameters, defaults)
+        if cost > LONG_RUN_FACTOR and r.parameters.get(LONG_RUN_CONFIRM) is not True:
+            return [f"fixed.{LONG_RUN_CONFIRM}: run {r.run_id} is about {cost:.0f}x the work of the "
+                    f"notebook's defaults, which it refuses above {LONG_RUN_FACTOR:g}x; set "
+                    f"{LONG_RUN_CONFIRM}: true in 'fixed' to run it"]
+    return []
 
 
