@@ -9,7 +9,7 @@ import pandas as pd
 
 from .ledger import Claim
 
-__all__ = ["describe_sweep", "plot_sweep_summary", "at_scale_table"]
+__all__ = ["describe_sweep", "plot_sweep_summary", "at_scale_table", "gpu_spec_table"]
 
 _SUMMARY_COLUMNS = ("metric", "n", "mean", "std", "ci95", "ci95_low", "ci95_high")
 
@@ -100,4 +100,31 @@ def at_scale_table(records: dict[str, dict]) -> pd.DataFrame:
             "machine": "; ".join(prov["machines"]) or "—",
             "numerics": "; ".join(prov.get("numerics_env") or []) or "default",
             "date": prov["date"] or "—"})
+    return pd.DataFrame(rows)
+
+
+def gpu_spec_table(sweeps_dir: str | Path) -> pd.DataFrame:
+    """One row per GPU spec (``<sweeps_dir>/*_gpu.yaml``): the claims it decides, the arms it
+    compares, its seeds, the MDE and GPU-minutes its ``expect`` states (with their bases in
+    the spec) and whether it has a CPU proof (``smoke``), as the specs say them.
+
+    Example:
+        >>> t = gpu_spec_table("sweeps")  # doctest: +SKIP
+        >>> list(t.columns)[:3]  # doctest: +SKIP
+        ['spec', 'claims', 'arms']
+    """
+    import yaml
+
+    rows = []
+    for path in sorted(Path(sweeps_dir).glob("*_gpu.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        fixed, expect = spec.get("fixed") or {}, spec.get("expect") or {}
+        arms = next((fixed[k] for k in ("activations", "inits", "cls_activations") if k in fixed), [])
+        seeds = fixed.get("seeds", spec.get("seeds"))
+        n_seeds = len(seeds) if isinstance(seeds, list) else seeds
+        mde = f"{expect['mde']:g} {expect.get('mde_unit', '')}".strip() if "mde" in expect else "—"
+        rows.append({"spec": path.name, "claims": ", ".join(spec.get("claims") or []) or "—",
+                     "arms": ", ".join(map(str, arms)) or "—", "seeds": n_seeds, "MDE": mde,
+                     "GPU-minutes": expect.get("gpu_minutes"),
+                     "CPU proof": "smoke" if spec.get("smoke") else "none"})
     return pd.DataFrame(rows)

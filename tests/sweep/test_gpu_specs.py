@@ -125,3 +125,23 @@ def test_gpu_sweep_script_stops_at_once_without_cuda(tmp_path):
     assert r.returncode == 2 and time.perf_counter() - t0 < 60
     assert "sees no CUDA device" in r.stderr and "CUDA is not usable here" in r.stderr
     assert "nothing installed or run" in r.stderr and not (REPO / "data" / "results" / name).exists()
+
+
+def test_estimate_counts_the_steps_and_measures_them():
+    """GPU-minutes = Σ steps × max(ops × per-op time, FLOPs / rate), the steps counted as the
+    notebooks train (fair_runs: one run per tuning lr and per seed, for every arm)."""
+    from apalu.sweep.estimate import GPU_FLOP_PER_S, GPU_S_PER_OP, estimate_spec, measure_step, workloads
+
+    p = {"datasets": ["digits", "mnist1d"], "sizes": [50, 1294, 50_000], "activations": ["apalu", "relu"],
+         "model": "mlp", "width": 8, "depth": 2, "seeds": [0, 1, 2], "lrs": [0.01, 0.1],
+         "max_steps": 7, "batch_size": 5}
+    loads = workloads("exp_small_data", p)
+    # digits has 1,294 training examples (50,000 is skipped); mnist1d has every size
+    assert [w.steps for w in loads] == [2 * 5 * 7] * 2 + [3 * 5 * 7] * 2
+    cost = measure_step("mlp", "digits", "apalu", batch_size=5, model_kw={"width": 8}, steps=1)
+    assert cost.ops > 20 and cost.flops > 0 and cost.cpu_s > 0
+    assert cost.gpu_s == max(cost.ops * GPU_S_PER_OP, cost.flops / GPU_FLOP_PER_S)
+    assert cost.scaled(10).flops == 2 * cost.flops and cost.scaled(10).ops == cost.ops
+    spec = sw.load_spec(REPO / "sweeps" / "exp_init_sensitivity_gpu.yaml")
+    est = estimate_spec(spec, steps=1)
+    assert est["steps"] == 5 * (20 + 6) * 10 * 29 and 0 < est["gpu_minutes"] < spec.raw["expect"]["gpu_minutes"]
