@@ -42,9 +42,9 @@ def mlp_step_table(batch: int, repeats: int, warmup: int, device: torch.device,
     to ReLU. ``inner`` steps per timed sample (one step takes well under a millisecond).
 
     The Adam update alone (``opt.step()`` on the gradients in place) is timed afterwards, in
-    interleaved rounds of its own (``update_ms``), with the number of parameter tensors it loops over (``param_tensors``): on a
-    CPU, Adam's default single-tensor loop costs per tensor, and APALU has two per layer (a, b)
-    where PReLU has one."""
+    interleaved rounds of its own (``update_ms``), with the number of parameter tensors it
+    loops over (``param_tensors``): on a CPU, Adam's default single-tensor loop costs per
+    tensor, and APALU has two per layer (a, b) where PReLU has one."""
     from ..lab.models import MLP
 
     gen = torch.Generator().manual_seed(0)
