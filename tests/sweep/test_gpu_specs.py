@@ -145,3 +145,11 @@ def test_estimate_counts_the_steps_and_measures_them():
     spec = sw.load_spec(REPO / "sweeps" / "exp_init_sensitivity_gpu.yaml")
     est = estimate_spec(spec, steps=1)
     assert est["steps"] == 5 * (20 + 6) * 10 * 29 and 0 < est["gpu_minutes"] < spec.raw["expect"]["gpu_minutes"]
+
+
+def test_estimate_command_prints_the_basis(capsys):
+    from apalu.sweep.cli import main
+
+    assert main(["sweep", str(REPO / "sweeps" / "exp_init_sensitivity_gpu.yaml"), "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "ops_per_step" in out and "37,700 training steps" in out and "assumed, not measured" in out
