@@ -153,3 +153,15 @@ def test_estimate_command_prints_the_basis(capsys):
     assert main(["sweep", str(REPO / "sweeps" / "exp_init_sensitivity_gpu.yaml"), "--estimate"]) == 0
     out = capsys.readouterr().out
     assert "ops_per_step" in out and "37,700 training steps" in out and "assumed, not measured" in out
+
+
+def test_a_run_its_notebook_would_refuse_as_too_long_is_refused_up_front():
+    """exp_small_data refuses parameters far beyond its defaults' work without
+    confirm_long_run; the GPU spec (540x) said so only once running on the GPU."""
+    raw = yaml.safe_load((REPO / "sweeps" / "exp_small_data_gpu.yaml").read_text())
+    assert raw["fixed"].pop("confirm_long_run") is True
+    with pytest.raises(sw.SpecError, match=r"about \d+x the work of the notebook's defaults.*"
+                                           r"set confirm_long_run: true"):
+        sw.validate_spec(raw, root=REPO)
+    with pytest.raises(sw.SpecError, match="confirm_long_run: must be true or false"):
+        sw.validate_spec({**raw, "fixed": {**raw["fixed"], "confirm_long_run": "yes"}}, root=REPO)
