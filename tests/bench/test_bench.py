@@ -94,7 +94,7 @@ def test_mlp_step_table_has_relu_prelu_apalu():
     keyed = {(r["activation"], r["params"]): r for r in rows}
     assert keyed[("relu", "none")]["ratio_to_relu"] == 1.0
     assert {("prelu", "scalar"), ("apalu", "scalar"), ("apalu", "per-channel")} <= set(keyed)
-    assert all(r["optimizer"] == "Adam" and r["model"] == "MLP 3x32" for r in rows)
+    assert all(r["optimizer"] == "Adam (fused)" and r["model"] == "MLP 3x32" for r in rows)
     # four Linear layers (weight, bias); PReLU adds one tensor per activation, APALU two
     tensors = {k: r["param_tensors"] for k, r in keyed.items()}
     assert (tensors[("relu", "none")], tensors[("prelu", "scalar")], tensors[("apalu", "scalar")]) == (8, 11, 14)

@@ -129,3 +129,16 @@ def test_tune_lr_picks_the_lowest_validation_loss_on_the_same_start(digits):
     assert again == best and table2.equals(table)
     with pytest.raises(ValueError, match="learning rates"):
         tune_lr(lambda: MLP(64, 10), digits, [], seed=0)
+
+
+def test_make_optimizer_fuses_the_update_for_every_arm():
+    from apalu.lab.models import MLP
+    from apalu.lab.training import make_optimizer
+
+    for act in ("relu", "prelu", "apalu"):
+        model = MLP(8, 3, width=4, depth=2, activation=act)
+        for name in ("adam", "adamw", "sgd"):
+            opt = make_optimizer(model, name, lr=1e-3, weight_decay=1e-4)
+            assert all(g["fused"] for g in opt.param_groups), (act, name)
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        make_optimizer(MLP(8, 3, width=4), "lbfgs", lr=1e-3)
