@@ -5,7 +5,9 @@
 #
 #   SPEC        a sweep spec, e.g. sweeps/mnist_quickstart_gpu.yaml
 #   WHEELS_DIR  a folder of wheels to install from without an index (pip --no-index
-#               --find-links); without it, pip uses the package index when there is one
+#               --find-links): the notebooks' dependencies and setuptools>=77 (the build
+#               backend of this package's editable install); without it, pip uses the
+#               package index when there is one
 #
 # Steps: (1) checks that torch imports and sees CUDA, and stops at once with a clear message
 # otherwise (before installing or running anything); (2) installs this book's package with the
@@ -18,6 +20,9 @@
 #
 # Environment: PYTHON (default python3), APALU_GPU_JOBS (runs at a time, default 1),
 # APALU_SKIP_INSTALL=1 (the package is installed already).
+# Before a GPU run, prove the spec on any CPU: `apalu sweep SPEC --smoke` (its tiny 'smoke'
+# overrides, same arms; see apalu.sweep.smoke); `apalu sweep SPEC --estimate` prints its
+# GPU-minutes from this machine's measured step costs.
 set -euo pipefail
 
 die() { echo "gpu_sweep.sh: $*" >&2; exit 2; }
