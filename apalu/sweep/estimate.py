@@ -104,7 +104,9 @@ def _measure(model, dataset, activation, batch_size, model_kw, steps, optimizer)
     net, shape = _build(model, dataset, activation, dict(model_kw or {}))
     x = torch.randn(batch_size, *shape)
     y = torch.randint(0, 10, (batch_size,))
-    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=1e-3)
+    from ..lab.training import make_optimizer  # the book's own (fused) optimizer
+
+    opt = make_optimizer(net, optimizer, lr=1e-3)
 
     def step():
         opt.zero_grad(set_to_none=True)
