@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -61,20 +61,31 @@ class AlexNetFeatures(nn.Module):
         return self.features(x)
 
 
+def vgg_layers(channels: Sequence[int | str], activation: Callable[[int], nn.Module],
+               conv_init: Callable[[torch.Tensor], object] | None = None) -> nn.Sequential:
+    """A VGG-style stack in torchvision's layout: each int a 3×3 convolution (padding 1) with
+    that many output channels followed by ``activation(channels)``, each ``"M"`` a 2×2 max-pool;
+    ``conv_init`` (e.g. ``nn.init.xavier_uniform_``) is applied to every convolution's weight."""
+    layers: list[nn.Module] = []
+    c = 3
+    for v in channels:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        conv = nn.Conv2d(c, int(v), 3, padding=1)
+        if conv_init is not None:
+            conv_init(conv.weight)
+        layers += [conv, activation(int(v))]
+        c = int(v)
+    return nn.Sequential(*layers)
+
+
 class VGG16Features(nn.Module):
     """torchvision's ``vgg16().features`` (13 convs with ReLU, 5 max-pools; no batch norm)."""
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c = 3
-        for v in _VGG16:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
-                c = v
-        self.features = nn.Sequential(*layers)
+        self.features = vgg_layers(_VGG16, lambda _: nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

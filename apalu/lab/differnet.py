@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from .backbones import anomaly_auroc, dataset_images, imagenet_normalize
 from .models import _ActFactory
-from .training import seed_everything
+from .training import minibatch_epochs, seed_everything
 
 __all__ = ["DifferNetConfig", "MethodResult", "config_from", "Flow", "differnet_features", "train_differnet",
            "run_differnet", "ALEXNET_MIN_SIZE"]
@@ -229,20 +229,8 @@ def train_differnet(train_features: torch.Tensor, test_features: torch.Tensor, y
     flow = Flow(dim, activation, cfg.blocks, cfg.hidden, cfg.clamp, **(act_kwargs or {})).to(device)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, betas=(0.8, 0.8), eps=1e-4, weight_decay=1e-5)
     x = train_features.reshape(-1, dim)
-    order = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(cfg.epochs):
-        flow.train()
-        total, n = 0.0, 0
-        for idx in torch.randperm(len(x), generator=order).split(cfg.batch_size):
-            loss = _nll(flow, x[idx].to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item() * len(idx), n + len(idx)
-        losses.append(total / n)
-        if not math.isfinite(losses[-1]):
-            break  # diverged: the score is NaN and the pair incomplete
+    losses = minibatch_epochs(flow, opt, len(x), cfg.batch_size, cfg.epochs, seed,
+                              lambda idx: _nll(flow, x[idx].to(device)))
     flow.eval()
     with torch.no_grad():
         m, t, _ = test_features.shape

@@ -38,10 +38,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .backbones import anomaly_auroc, dataset_images, features_at, imagenet_normalize
+from .backbones import anomaly_auroc, dataset_images, features_at, imagenet_normalize, vgg_layers
 from .differnet import MethodResult
 from .models import _ActFactory
-from .training import seed_everything
+from .training import minibatch_epochs, seed_everything
 
 __all__ = ["KDConfig", "Cloner", "TEACHER_LAYERS", "CLONER_CHANNELS", "kd_loss", "teacher_targets", "train_kd",
            "run_kd"]
@@ -78,19 +78,10 @@ class Cloner(nn.Module):
 
     def __init__(self, activation: str = "relu", **act_kwargs) -> None:
         super().__init__()
-        act = _ActFactory(activation, act_kwargs)
-        layers: list[nn.Module] = []
-        c = 3
-        for v in CLONER_CHANNELS:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                conv = nn.Conv2d(c, v, 3, padding=1)
-                nn.init.xavier_uniform_(conv.weight)  # as the KD authors' cloner
-                layers += [conv, act(v)]
-                c = v
-        self.features = nn.Sequential(*layers)
-        acts = [i for i, m in enumerate(layers) if not isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+        # Xavier-uniform convolutions, as the KD authors' cloner
+        self.features = vgg_layers(CLONER_CHANNELS, _ActFactory(activation, act_kwargs),
+                                   conv_init=nn.init.xavier_uniform_)
+        acts = [i for i, m in enumerate(self.features) if not isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
         self._taps = [acts[k] for k in _CLONER_TAPS]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -133,21 +124,10 @@ def train_kd(train_images: torch.Tensor, train_targets: list[torch.Tensor], test
     cloner = Cloner(activation, **(act_kwargs or {})).to(device)
     opt = torch.optim.Adam(cloner.parameters(), lr=cfg.lr)
     x_train = imagenet_normalize(train_images)
-    order = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(cfg.epochs):
-        cloner.train()
-        total, n = 0.0, 0
-        for idx in torch.randperm(len(x_train), generator=order).split(cfg.batch_size):
-            loss = kd_loss(cloner(x_train[idx].to(device)), [t[idx].to(device) for t in train_targets],
-                           cfg.lamda).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item() * len(idx), n + len(idx)
-        losses.append(total / n)
-        if not math.isfinite(losses[-1]):
-            break  # diverged: the score is NaN and the pair incomplete
+    losses = minibatch_epochs(
+        cloner, opt, len(x_train), cfg.batch_size, cfg.epochs, seed,
+        lambda idx: kd_loss(cloner(x_train[idx].to(device)), [t[idx].to(device) for t in train_targets],
+                            cfg.lamda).mean())
     cloner.eval()
     scores = _scores(cloner, test_images, test_targets, cfg, device).numpy()
     val = math.nan if val_images is None else float(_scores(cloner, val_images, val_targets, cfg, device).mean())

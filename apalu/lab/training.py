@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .models import activation_params
 from ..optim import param_groups
 
-__all__ = ["FitResult", "fit", "evaluate", "make_optimizer", "resolve_device", "seed_everything", "tune_lr",
+__all__ = ["FitResult", "fit", "evaluate", "make_optimizer", "minibatch_epochs", "resolve_device", "seed_everything", "tune_lr",
            "METRICS", "OPTIMIZERS", "DEVICES"]
 
 METRICS = {"classification": "accuracy", "regression": "mse", "one_class": "auc"}
@@ -127,6 +127,29 @@ def evaluate(model, X, y, task: str, device="cpu", batch_size: int = 512, center
     from sklearn.metrics import roc_auc_score
 
     return {"loss": loss, "auc": float(roc_auc_score(y.numpy(), score.numpy()))}
+
+
+def minibatch_epochs(model: nn.Module, opt: torch.optim.Optimizer, n_items: int, batch_size: int, epochs: int,
+                     seed: int, batch_loss: Callable[[Tensor], Tensor]) -> list[float]:
+    """A plain minibatch loop for objectives :func:`fit` does not cover (DifferNet's flow, the KD
+    cloner): each epoch shuffles ``range(n_items)`` with a generator seeded by ``seed`` (the same
+    order for every arm), steps ``opt`` on ``batch_loss(indices)`` and records the epoch's mean
+    loss; a non-finite epoch ends training (the run is then a recorded divergence)."""
+    order = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    for _ in range(epochs):
+        model.train()
+        total, n = 0.0, 0
+        for idx in torch.randperm(n_items, generator=order).split(batch_size):
+            loss = batch_loss(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item() * len(idx), n + len(idx)
+        losses.append(total / n)
+        if not math.isfinite(losses[-1]):
+            break
+    return losses
 
 
 def _fusable(model: nn.Module) -> bool:
