@@ -184,6 +184,12 @@ class Decision:
                 "p_adjusted": num(p.p_adjusted), "mde": num(p.mde), "claimed_effect": pr.claimed_effect,
                 "verdict": self.verdict, "scale": self.scale, "unit": pr.unit, "condition": self.condition or None}
 
+    def interaction_text(self) -> str:
+        """The pre-specified interaction test in words: ``"p = 0.78"``, or why it was not run."""
+        if self.interaction_p is None:
+            return "not tested (too few seeds or conditions)"
+        return f"p = {self.interaction_p:.3g}"
+
     def table(self) -> pd.DataFrame:
         """Primary and secondary comparisons, one row each (for the notebook's table)."""
         rows = [{"role": "primary", **vars(self.primary)}] + [{"role": "secondary", **vars(c)} for c in self.secondary]

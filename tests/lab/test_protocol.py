@@ -177,3 +177,11 @@ def test_equivalence_pays_for_the_whole_family():
     family = decide(_proto(margin=0.5, secondary=("gelu", "b3", "b4", "b5")), df)
     assert alone.primary.tost_p == pytest.approx(family.primary.tost_p) and alone.primary.tost_p < 0.05
     assert alone.verdict == "equivalent within ±0.5 pp" and family.verdict == "inconclusive"
+
+
+def test_interaction_text_says_when_the_interaction_was_not_tested():
+    from dataclasses import replace
+
+    d = decide(_proto(), _frame(0.01, 0.005))
+    assert replace(d, interaction_p=0.7812).interaction_text() == "p = 0.781"
+    assert replace(d, interaction_p=None).interaction_text() == "not tested (too few seeds or conditions)"
